@@ -1,0 +1,105 @@
+#pragma once
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "tokend/clock.h"
+#include "tokend/concurrency_limit.h"
+#include "tokend/config.h"
+#include "tokend/event_log.h"
+#include "tokend/token_client.h"
+#include "tokend/token_store.h"
+
+namespace tokend {
+
+struct SchedulerOptions {
+  RefreshOptions refresh;
+  BackoffOptions backoff;
+  bool send_request_id = true;  // false when http.request_id_header is ""
+};
+
+// The refresh worker of every tenant: one state machine and one timer per tenant,
+// all driven by one thread, behind one global ConcurrencyLimit.
+//
+// - A tenant's first attempt is spread uniformly over refresh.startup_spread.
+// - After a success the next attempt is due at `at` ± `jitter` of the lifetime,
+//   counted from when the request was sent, and never later than the token's
+//   last servable moment.
+// - Retryable failures wait BackoffDelay() (at least a 429's Retry-After);
+//   permanent ones wait backoff.permanent_error_retry.
+// - At most one attempt per tenant is in flight; due tenants queue FIFO for a
+//   slot of the global limit.
+// - A token is published to the TokenStore while servable and withdrawn when it
+//   comes within refresh.expiry_margin of its expiry.
+//
+// Not thread-safe: every method, and the TokenClient callbacks, run on one
+// thread (the refresh engine's).
+class RefreshScheduler {
+ public:
+  RefreshScheduler(const Clock& clock, Random& random, TokenClient& client, TokenStore& store,
+                   EventLog& log, SchedulerOptions options);
+  ~RefreshScheduler();
+  RefreshScheduler(const RefreshScheduler&) = delete;
+  RefreshScheduler& operator=(const RefreshScheduler&) = delete;
+
+  // Installs the tenant set (start-up and reload). New tenants get their first
+  // attempt within startup_spread; tenants whose endpoint (SameEndpoint) changed
+  // lose their token and are refreshed at once; unchanged tenants keep their
+  // token and schedule; tenants not listed are forgotten.
+  void SetTenants(const std::vector<TenantConfig>& tenants);
+
+  // New refresh/backoff options (reload); schedules already set stay.
+  void SetOptions(SchedulerOptions options);
+
+  // Does what is due at clock.Now(): withdraws tokens at the end of their serving
+  // window and starts due attempts within the limit. Returns when it next has
+  // something to do (MonoTime::max() if nothing is scheduled).
+  MonoTime RunDue();
+
+  // Makes `tenant` due now (no-op while an attempt is in flight or queued).
+  // Returns false for an unknown tenant.
+  bool RefreshNow(const std::string& tenant);
+
+  // Aborts every attempt in flight (stop). Their slots are released.
+  void CancelAll();
+
+  LimitSnapshot Limit() const { return limit_.Snapshot(); }
+  ConcurrencyLimit& limit() { return limit_; }
+  size_t tenant_count() const { return tenants_.size(); }
+
+ private:
+  struct Tenant;
+
+  void Schedule(Tenant& t);
+  void Unschedule(Tenant& t);
+  void Enqueue(Tenant& t);
+  void StartWaiting();
+  void StartAttempt(Tenant& t);
+  void OnResult(const std::string& id, uint64_t generation, TokenResult result);
+  void OnSuccess(Tenant& t, TokenResult& result, MonoTime now);
+  void OnFailure(Tenant& t, const TokenResult& result, MonoTime now);
+  void Withdraw(Tenant& t);
+  void Publish(const Tenant& t);
+  Millis RefreshDelay(Millis lifetime);
+
+  const Clock& clock_;
+  Random& random_;
+  TokenClient& client_;
+  TokenStore& store_;
+  EventLog& log_;
+  SchedulerOptions options_;
+  ConcurrencyLimit limit_;
+
+  std::map<std::string, std::unique_ptr<Tenant>> tenants_;
+  std::set<std::pair<MonoTime, Tenant*>> timers_;
+  std::deque<Tenant*> waiting_;
+  uint64_t next_generation_ = 1;
+};
+
+}  // namespace tokend

@@ -1,0 +1,363 @@
+#include "tokend/refresh_scheduler.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "tokend/backoff.h"
+
+namespace tokend {
+
+struct RefreshScheduler::Tenant {
+  std::shared_ptr<const TenantConfig> config;
+  uint64_t generation = 0;
+
+  TenantState state = TenantState::kPending;
+  std::shared_ptr<const Token> token;
+  int consecutive_failures = 0;
+  int attempt = 0;          // attempts since the last success, the current one included
+  Millis last_delay{0};     // previous backoff wait (decorrelated jitter)
+  std::optional<int64_t> last_success_unix;
+  std::optional<LastError> last_error;
+
+  std::optional<MonoTime> next_attempt;  // due time of the next attempt
+  bool queued = false;                   // waiting for a slot of the limit
+  bool in_flight = false;
+  bool restart_after_flight = false;  // endpoint changed while an attempt was in flight
+  MonoTime sent;                      // when the in-flight attempt was sent
+  SysTime sent_system;
+
+  std::optional<MonoTime> timer;  // the key of this tenant's entry in timers_
+};
+
+namespace {
+
+int64_t ToMillis(Millis d) { return d.count(); }
+
+Millis Between(MonoTime from, MonoTime to) {
+  return std::chrono::duration_cast<Millis>(to - from);
+}
+
+}  // namespace
+
+RefreshScheduler::RefreshScheduler(const Clock& clock, Random& random, TokenClient& client,
+                                   TokenStore& store, EventLog& log, SchedulerOptions options)
+    : clock_(clock),
+      random_(random),
+      client_(client),
+      store_(store),
+      log_(log),
+      options_(std::move(options)),
+      limit_(options_.refresh.max_concurrent) {}
+
+RefreshScheduler::~RefreshScheduler() = default;
+
+void RefreshScheduler::SetOptions(SchedulerOptions options) {
+  options_ = std::move(options);
+  limit_.SetConfigured(options_.refresh.max_concurrent);
+  store_.SetExpiryMargin(options_.refresh.expiry_margin);
+}
+
+void RefreshScheduler::SetTenants(const std::vector<TenantConfig>& configs) {
+  MonoTime now = clock_.Now();
+  std::map<std::string, std::unique_ptr<Tenant>> next;
+  std::vector<std::string> ids;
+  ids.reserve(configs.size());
+  for (const auto& config : configs) {
+    ids.push_back(config.id);
+    auto it = tenants_.find(config.id);
+    if (it != tenants_.end()) {
+      std::unique_ptr<Tenant> t = std::move(it->second);
+      tenants_.erase(it);
+      bool changed = !t->config->SameEndpoint(config);
+      t->config = std::make_shared<const TenantConfig>(config);
+      if (changed) {
+        // A token of the old client is not this tenant's any more.
+        t->generation = next_generation_++;
+        t->token.reset();
+        t->state = TenantState::kPending;
+        t->consecutive_failures = 0;
+        t->attempt = 0;
+        t->last_delay = Millis(0);
+        t->last_error.reset();
+        if (t->in_flight) {
+          t->restart_after_flight = true;
+          t->next_attempt.reset();
+        } else {
+          t->next_attempt = now;
+        }
+        Schedule(*t);
+      }
+      next.emplace(config.id, std::move(t));
+      continue;
+    }
+    auto t = std::make_unique<Tenant>();
+    t->config = std::make_shared<const TenantConfig>(config);
+    t->generation = next_generation_++;
+    Millis spread = options_.refresh.startup_spread;
+    t->next_attempt =
+        now + Millis(static_cast<Millis::rep>(random_.Uniform() * static_cast<double>(spread.count())));
+    Schedule(*t);
+    next.emplace(config.id, std::move(t));
+  }
+  // What is left was removed from the config.
+  for (auto& [id, t] : tenants_) {
+    Unschedule(*t);
+    if (t->queued) std::erase(waiting_, t.get());
+  }
+  limit_.SetWaiting(static_cast<int>(waiting_.size()));
+  tenants_ = std::move(next);
+  store_.SetTenants(ids);
+  for (const auto& [id, t] : tenants_) Publish(*t);
+}
+
+void RefreshScheduler::Schedule(Tenant& t) {
+  Unschedule(t);
+  std::optional<MonoTime> when = t.next_attempt;
+  if (t.queued || t.in_flight) when.reset();
+  if (t.token) {
+    MonoTime withdraw = t.token->expires - options_.refresh.expiry_margin;
+    if (!when || withdraw < *when) when = withdraw;
+  }
+  if (!when) return;
+  t.timer = *when;
+  timers_.emplace(*when, &t);
+}
+
+void RefreshScheduler::Unschedule(Tenant& t) {
+  if (!t.timer) return;
+  timers_.erase({*t.timer, &t});
+  t.timer.reset();
+}
+
+MonoTime RefreshScheduler::RunDue() {
+  MonoTime now = clock_.Now();
+  while (!timers_.empty() && timers_.begin()->first <= now) {
+    Tenant& t = *timers_.begin()->second;
+    Unschedule(t);
+    if (t.token && !store_.Servable(*t.token, now)) Withdraw(t);
+    if (t.next_attempt && *t.next_attempt <= now && !t.in_flight && !t.queued) {
+      Enqueue(t);
+    }
+    Schedule(t);
+  }
+  StartWaiting();
+  return timers_.empty() ? MonoTime::max() : timers_.begin()->first;
+}
+
+bool RefreshScheduler::RefreshNow(const std::string& tenant) {
+  auto it = tenants_.find(tenant);
+  if (it == tenants_.end()) return false;
+  Tenant& t = *it->second;
+  if (t.in_flight || t.queued) return true;
+  t.next_attempt = clock_.Now();
+  Schedule(t);
+  return true;
+}
+
+void RefreshScheduler::CancelAll() {
+  client_.CancelAll();
+  for (auto& [id, t] : tenants_) {
+    if (t->in_flight) {
+      t->in_flight = false;
+      limit_.Release();
+    }
+  }
+}
+
+void RefreshScheduler::Enqueue(Tenant& t) {
+  t.queued = true;
+  waiting_.push_back(&t);
+  limit_.SetWaiting(static_cast<int>(waiting_.size()));
+}
+
+void RefreshScheduler::StartWaiting() {
+  while (!waiting_.empty() && limit_.TryAcquire()) {
+    Tenant* t = waiting_.front();
+    waiting_.pop_front();
+    t->queued = false;
+    StartAttempt(*t);
+  }
+  limit_.SetWaiting(static_cast<int>(waiting_.size()));
+}
+
+void RefreshScheduler::StartAttempt(Tenant& t) {
+  t.in_flight = true;
+  t.next_attempt.reset();
+  t.attempt += 1;
+  t.sent = clock_.Now();
+  t.sent_system = clock_.SystemNow();
+  Schedule(t);  // keeps only the token-withdrawal timer
+  Publish(t);
+
+  TokenRequest request;
+  request.tenant = t.config->id;
+  request.tenant_config = t.config;
+  if (options_.send_request_id) request.request_id = NewUuidV4(random_);
+  log_.Debug("refresh_started", "token request sent",
+             {{"tenant", t.config->id}, {"attempt", t.attempt}, {"request_id", request.request_id}});
+  client_.Start(std::move(request),
+                [this, id = t.config->id, generation = t.generation](TokenResult result) {
+                  OnResult(id, generation, std::move(result));
+                });
+}
+
+void RefreshScheduler::OnResult(const std::string& id, uint64_t generation, TokenResult result) {
+  limit_.Release();
+  MonoTime now = clock_.Now();
+  auto it = tenants_.find(id);
+  if (it != tenants_.end() && it->second->in_flight) {
+    Tenant& t = *it->second;
+    t.in_flight = false;
+    if (t.generation != generation || t.restart_after_flight) {
+      // The answer is for credentials this tenant no longer has.
+      t.restart_after_flight = false;
+      t.next_attempt = now;
+      Schedule(t);
+    } else if (result.ok()) {
+      OnSuccess(t, result, now);
+    } else {
+      OnFailure(t, result, now);
+    }
+  }
+  StartWaiting();
+}
+
+Millis RefreshScheduler::RefreshDelay(Millis lifetime) {
+  double fraction =
+      options_.refresh.at + options_.refresh.jitter * (2.0 * random_.Uniform() - 1.0);
+  fraction = std::clamp(fraction, 0.0, 1.0);
+  return Millis(static_cast<Millis::rep>(std::llround(static_cast<double>(lifetime.count()) * fraction)));
+}
+
+void RefreshScheduler::OnSuccess(Tenant& t, TokenResult& result, MonoTime now) {
+  Millis lifetime = std::chrono::seconds(result.expires_in_s);
+  if (lifetime <= options_.refresh.expiry_margin) {
+    // Such a token could never be served; retrying with backoff is all we can do.
+    result.kind = AttemptKind::kBadResponse;
+    result.message = "token lifetime " + std::to_string(result.expires_in_s) +
+                     "s is not longer than refresh.expiry_margin";
+    result.access_token.clear();
+    OnFailure(t, result, now);
+    return;
+  }
+  auto token = std::make_shared<Token>();
+  token->access_token = std::move(result.access_token);
+  token->token_type = result.token_type.empty() ? "Bearer" : std::move(result.token_type);
+  token->obtained = t.sent;
+  token->expires = t.sent + lifetime;
+  token->expires_at_unix = UnixSeconds(t.sent_system) + result.expires_in_s;
+
+  MonoTime last_servable = token->expires - options_.refresh.expiry_margin;
+  MonoTime next = std::min(t.sent + RefreshDelay(lifetime), last_servable);
+  if (next < now) next = now;
+
+  int attempt = t.attempt;
+  t.token = std::move(token);
+  t.state = TenantState::kFresh;
+  t.consecutive_failures = 0;
+  t.attempt = 0;
+  t.last_delay = Millis(0);
+  t.last_success_unix = UnixSeconds(clock_.SystemNow());
+  t.next_attempt = next;
+  Schedule(t);
+  Publish(t);
+
+  log_.Info("refresh_ok", "token refreshed",
+            {{"tenant", t.config->id},
+             {"attempt", attempt},
+             {"http_status", result.http_status},
+             {"latency_ms", ToMillis(result.latency)},
+             {"request_id", result.request_id},
+             {"correlation_id", result.correlation_id},
+             {"expires_in", result.expires_in_s},
+             {"next_refresh_in_ms", ToMillis(Between(now, next))}});
+}
+
+void RefreshScheduler::OnFailure(Tenant& t, const TokenResult& result, MonoTime now) {
+  t.consecutive_failures += 1;
+  LastError error;
+  error.kind = result.kind;
+  error.http_status = result.http_status;
+  error.message = result.message;
+  error.at_unix = UnixSeconds(clock_.SystemNow());
+  t.last_error = error;
+
+  bool has_token = t.token && store_.Servable(*t.token, now);
+  TenantState previous = t.state;
+  Millis delay;
+  Millis bound;
+  if (result.Class() == AttemptClass::kPermanent) {
+    t.state = TenantState::kFailed;
+    delay = options_.backoff.permanent_error_retry;
+    bound = delay;
+  } else {
+    if (has_token) {
+      t.state = TenantState::kStale;
+    } else if (previous == TenantState::kPending) {
+      t.state = TenantState::kPending;
+    } else {
+      t.state = TenantState::kExpired;
+    }
+    bound = BackoffCap(options_.backoff, t.consecutive_failures, t.last_delay);
+    delay = BackoffDelay(options_.backoff, t.consecutive_failures, t.last_delay, random_);
+    t.last_delay = delay;
+    if (result.retry_after && *result.retry_after > delay) delay = *result.retry_after;
+  }
+  t.next_attempt = now + delay;
+  Schedule(t);
+  Publish(t);
+
+  Fields fields = {{"tenant", t.config->id},
+                   {"attempt", t.attempt},
+                   {"kind", ToString(result.kind)},
+                   {"http_status", result.http_status == 0 ? Fields() : Fields(result.http_status)},
+                   {"oauth_error", result.oauth_error.empty() ? Fields() : Fields(result.oauth_error)},
+                   {"latency_ms", ToMillis(result.latency)},
+                   {"request_id", result.request_id},
+                   {"correlation_id", result.correlation_id},
+                   {"retry_in_ms", ToMillis(delay)},
+                   {"backoff_bound_ms", ToMillis(bound)},
+                   {"consecutive_failures", t.consecutive_failures},
+                   {"state", ToString(t.state)},
+                   {"error", result.message}};
+  if (result.retry_after) fields["retry_after_ms"] = ToMillis(*result.retry_after);
+  log_.Warn("refresh_failed", "token request failed", fields);
+  if (t.state == TenantState::kFailed && previous != TenantState::kFailed) {
+    log_.Error("tenant_failed", "token endpoint refused the client; retrying after permanent_error_retry",
+               {{"tenant", t.config->id},
+                {"kind", ToString(result.kind)},
+                {"http_status", result.http_status},
+                {"oauth_error", result.oauth_error},
+                {"error", result.message},
+                {"retry_in_ms", ToMillis(delay)}});
+  }
+}
+
+void RefreshScheduler::Withdraw(Tenant& t) {
+  int64_t expires_at = t.token->expires_at_unix;
+  t.token.reset();
+  if (t.state == TenantState::kFresh || t.state == TenantState::kStale) {
+    t.state = TenantState::kExpired;
+  }
+  Publish(t);
+  log_.Warn("token_expired", "token reached its expiry margin and is no longer served",
+            {{"tenant", t.config->id},
+             {"expires_at", expires_at},
+             {"state", ToString(t.state)},
+             {"consecutive_failures", t.consecutive_failures}});
+}
+
+void RefreshScheduler::Publish(const Tenant& t) {
+  TenantView view;
+  view.tenant = t.config->id;
+  view.state = t.state;
+  view.token = t.token;
+  view.consecutive_failures = t.consecutive_failures;
+  view.last_success_unix = t.last_success_unix;
+  view.last_error = t.last_error;
+  if (!t.in_flight) view.next_refresh = t.next_attempt;
+  view.clients = t.config->clients;
+  store_.Publish(std::move(view));
+}
+
+}  // namespace tokend

@@ -1,0 +1,3 @@
+#include "tokend/daemon.h"
+
+int main(int argc, char** argv) { return tokend::RunDaemon(argc, argv); }

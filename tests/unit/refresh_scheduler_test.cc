@@ -1,0 +1,352 @@
+#include "tokend/refresh_scheduler.h"
+
+#include <set>
+
+#include <gtest/gtest.h>
+
+#include "fakes.h"
+
+namespace tokend {
+namespace {
+
+using std::chrono::seconds;
+
+TenantConfig MakeTenant(const std::string& id) {
+  TenantConfig t;
+  t.id = id;
+  t.client_id = "client-" + id;
+  t.client_secret = "secret-" + id;
+  t.token_url = "https://login.example.test/oauth/token";
+  return t;
+}
+
+std::vector<TenantConfig> MakeTenants(int n) {
+  std::vector<TenantConfig> out;
+  for (int i = 0; i < n; ++i) out.push_back(MakeTenant("t" + std::to_string(i)));
+  return out;
+}
+
+class RefreshSchedulerTest : public ::testing::Test {
+ protected:
+  RefreshSchedulerTest() : client_(clock_), log_(clock_), store_(seconds(60)) {
+    options_.refresh.max_concurrent = 4;
+    options_.refresh.at = 0.5;
+    options_.refresh.jitter = 0.1;
+    options_.refresh.expiry_margin = seconds(60);
+    options_.refresh.startup_spread = seconds(5);
+    options_.backoff.initial = seconds(1);
+    options_.backoff.max = seconds(120);
+    options_.backoff.multiplier = 2.0;
+    options_.backoff.jitter = JitterKind::kNone;
+    options_.backoff.permanent_error_retry = seconds(600);
+  }
+
+  RefreshScheduler& Scheduler() {
+    if (!scheduler_) {
+      scheduler_ = std::make_unique<RefreshScheduler>(clock_, random_, client_, store_,
+                                                      log_.log, options_);
+    }
+    return *scheduler_;
+  }
+
+  // Runs the scheduler until `until`, jumping from timer to timer, as the engine does.
+  void RunUntil(MonoTime until) {
+    for (int guard = 0; guard < 100000; ++guard) {
+      MonoTime next = Scheduler().RunDue();
+      if (next > until) break;
+      clock_.AdvanceTo(next);
+    }
+    clock_.AdvanceTo(until);
+    Scheduler().RunDue();
+  }
+  void RunFor(Millis d) { RunUntil(clock_.Now() + d); }
+
+  TenantState State(const std::string& id) { return store_.Find(id)->state; }
+
+  SimulatedClock clock_;
+  ScriptedRandom random_;
+  FakeTokenClient client_;
+  CapturedLog log_;
+  TokenStore store_;
+  SchedulerOptions options_;
+  std::unique_ptr<RefreshScheduler> scheduler_;
+};
+
+TEST_F(RefreshSchedulerTest, FirstRequestsAreSpreadOverStartupSpread) {
+  options_.refresh.max_concurrent = 10;
+  random_.Set({0.0, 0.25, 0.5, 0.75, 0.999});
+  MonoTime start = clock_.Now();
+  Scheduler().SetTenants(MakeTenants(5));
+
+  // Given five tenants spread at 0, 1.25, 2.5, 3.75 and ~5 s: each starts at its own time.
+  Scheduler().RunDue();
+  EXPECT_EQ(client_.started.size(), 1u);
+  RunUntil(start + Millis(1249));
+  EXPECT_EQ(client_.started.size(), 1u);
+  RunUntil(start + Millis(1250));
+  EXPECT_EQ(client_.started.size(), 2u);
+  RunUntil(start + Millis(4000));
+  EXPECT_EQ(client_.started.size(), 4u);
+  RunUntil(start + seconds(5));
+  EXPECT_EQ(client_.started.size(), 5u);
+  EXPECT_EQ(State("t0"), TenantState::kPending);
+}
+
+TEST_F(RefreshSchedulerTest, RefreshesAtFractionOfLifetimeWithinJitter) {
+  options_.refresh.startup_spread = Millis(0);
+  for (double u : {0.0, 0.5, 1.0}) {
+    scheduler_.reset();
+    client_.in_flight.clear();
+    client_.started.clear();
+    random_.Set({0.0, u});  // spread, then the refresh jitter draw
+    Scheduler().SetTenants({MakeTenant("a")});
+    Scheduler().RunDue();
+    ASSERT_EQ(client_.started.size(), 1u);
+    MonoTime sent = clock_.Now();
+    ASSERT_TRUE(client_.Complete(OkResult("tok", 1000)));
+    // Lifetime 1000 s: refresh at 500 s ± 100 s, here 400 + 200*u.
+    Millis expected = seconds(400) + Millis(static_cast<int64_t>(200000 * u));
+    RunUntil(sent + expected - Millis(1));
+    EXPECT_EQ(client_.started.size(), 1u) << "u=" << u;
+    RunUntil(sent + expected);
+    EXPECT_EQ(client_.started.size(), 2u) << "u=" << u;
+    EXPECT_EQ(State("a"), TenantState::kFresh);
+  }
+}
+
+TEST_F(RefreshSchedulerTest, ExpiryCountsFromWhenTheRequestWasSent) {
+  options_.refresh.startup_spread = Millis(0);
+  Scheduler().SetTenants({MakeTenant("a")});
+  Scheduler().RunDue();
+  MonoTime sent = clock_.Now();
+  SysTime sent_system = clock_.SystemNow();
+  clock_.Advance(seconds(10));  // a slow answer
+  ASSERT_TRUE(client_.Complete(OkResult("tok", 3600)));
+
+  auto token = store_.Servable("a", clock_.Now());
+  ASSERT_TRUE(token);
+  EXPECT_EQ(token->expires, sent + seconds(3600));
+  EXPECT_EQ(token->expires_at_unix, UnixSeconds(sent_system) + 3600);
+}
+
+TEST_F(RefreshSchedulerTest, ValidTokenServedWhileRefreshFailsThenWithdrawnAtMargin) {
+  options_.refresh.startup_spread = Millis(0);
+  options_.backoff.max = seconds(30);
+  Scheduler().SetTenants({MakeTenant("a")});
+  Scheduler().RunDue();
+  MonoTime sent = clock_.Now();
+  ASSERT_TRUE(client_.Complete(OkResult("tok-1", 600)));
+
+  // Every refresh from now on fails with 504.
+  MonoTime margin_start = sent + seconds(600 - 60);
+  for (int guard = 0; guard < 1000 && clock_.Now() < margin_start - seconds(1); ++guard) {
+    MonoTime next = Scheduler().RunDue();
+    if (!client_.in_flight.empty()) {
+      client_.Complete(HttpFailure(504, AttemptKind::kHttp5xx));
+      continue;
+    }
+    clock_.AdvanceTo(std::min(next, margin_start - seconds(1)));
+  }
+  EXPECT_EQ(State("a"), TenantState::kStale);
+  auto token = store_.Servable("a", clock_.Now());
+  ASSERT_TRUE(token);
+  EXPECT_EQ(token->access_token, "tok-1");
+
+  // At the margin the token is no longer served, and the tenant is expired.
+  RunUntil(margin_start);
+  while (client_.Complete(HttpFailure(504, AttemptKind::kHttp5xx))) {
+  }
+  EXPECT_FALSE(store_.Servable("a", clock_.Now()));
+  EXPECT_FALSE(store_.Find("a")->token);
+  EXPECT_EQ(State("a"), TenantState::kExpired);
+  EXPECT_EQ(log_.Events("token_expired").size(), 1u);
+}
+
+TEST_F(RefreshSchedulerTest, RetryableFailuresBackOffExponentiallyUpToMax) {
+  options_.refresh.startup_spread = Millis(0);
+  options_.backoff.max = seconds(10);
+  Scheduler().SetTenants({MakeTenant("a")});
+  Scheduler().RunDue();
+  // jitter none: waits are 1, 2, 4, 8, 10, 10 s.
+  std::vector<int64_t> waits;
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_TRUE(client_.Complete(HttpFailure(504, AttemptKind::kHttp5xx)));
+    MonoTime failed_at = clock_.Now();
+    MonoTime next = Scheduler().RunDue();
+    waits.push_back(std::chrono::duration_cast<Millis>(next - failed_at).count());
+    clock_.AdvanceTo(next);
+    Scheduler().RunDue();
+  }
+  EXPECT_EQ(waits, (std::vector<int64_t>{1000, 2000, 4000, 8000, 10000, 10000}));
+  auto failed = log_.Events("refresh_failed");
+  ASSERT_EQ(failed.size(), 6u);
+  EXPECT_EQ(failed[2]["retry_in_ms"], 4000);
+  EXPECT_EQ(failed[2]["attempt"], 3);
+  EXPECT_EQ(failed[2]["kind"], "http_5xx");
+  EXPECT_EQ(failed[2]["http_status"], 504);
+  EXPECT_EQ(State("a"), TenantState::kPending);
+
+  // Success resets the sequence.
+  ASSERT_TRUE(client_.Complete(OkResult("tok", 3600)));
+  EXPECT_EQ(State("a"), TenantState::kFresh);
+  EXPECT_EQ(store_.Find("a")->consecutive_failures, 0);
+}
+
+TEST_F(RefreshSchedulerTest, RetryAfterIsTheLeastWait) {
+  options_.refresh.startup_spread = Millis(0);
+  Scheduler().SetTenants({MakeTenant("a")});
+  Scheduler().RunDue();
+  TokenResult busy = HttpFailure(429, AttemptKind::kHttp429);
+  busy.retry_after = seconds(30);
+  ASSERT_TRUE(client_.Complete(busy));
+  MonoTime failed_at = clock_.Now();
+  RunUntil(failed_at + seconds(30) - Millis(1));
+  EXPECT_EQ(client_.started.size(), 1u);
+  RunUntil(failed_at + seconds(30));
+  EXPECT_EQ(client_.started.size(), 2u);
+  EXPECT_EQ(log_.Events("refresh_failed")[0]["retry_after_ms"], 30000);
+}
+
+TEST_F(RefreshSchedulerTest, PermanentFailureMarksFailedAndWaitsPermanentRetry) {
+  options_.refresh.startup_spread = Millis(0);
+  Scheduler().SetTenants({MakeTenant("a"), MakeTenant("b")});
+  Scheduler().RunDue();
+  ASSERT_TRUE(client_.Complete(HttpFailure(401, AttemptKind::kHttp4xx, "invalid_client"), "a"));
+  ASSERT_TRUE(client_.Complete(OkResult("tok-b", 3600), "b"));
+  EXPECT_EQ(State("a"), TenantState::kFailed);
+  EXPECT_EQ(State("b"), TenantState::kFresh);
+  auto view = store_.Find("a");
+  ASSERT_TRUE(view->last_error);
+  EXPECT_EQ(view->last_error->http_status, 401);
+  EXPECT_EQ(log_.Events("tenant_failed").size(), 1u);
+  EXPECT_EQ(log_.Events("refresh_failed")[0]["oauth_error"], "invalid_client");
+
+  MonoTime failed_at = clock_.Now();
+  RunUntil(failed_at + seconds(600) - Millis(1));
+  EXPECT_EQ(client_.StartedFor("a"), 1u);
+  RunUntil(failed_at + seconds(600));
+  EXPECT_EQ(client_.StartedFor("a"), 2u);
+}
+
+TEST_F(RefreshSchedulerTest, GlobalLimitIsNeverExceededAndEveryTenantIsServed) {
+  options_.refresh.max_concurrent = 3;
+  options_.refresh.startup_spread = Millis(0);
+  Scheduler().SetTenants(MakeTenants(24));
+  Scheduler().RunDue();
+  EXPECT_EQ(client_.in_flight.size(), 3u);
+  EXPECT_EQ(Scheduler().Limit().waiting, 21);
+  int completed = 0;
+  while (!client_.in_flight.empty() && completed < 100) {
+    clock_.Advance(Millis(50));
+    client_.Complete(OkResult("tok-" + std::to_string(completed), 3600));
+    ++completed;
+    EXPECT_LE(Scheduler().Limit().in_flight, 3);
+  }
+  EXPECT_EQ(completed, 24);
+  EXPECT_EQ(client_.max_in_flight, 3u);
+  EXPECT_EQ(store_.CountValid(clock_.Now()), (std::pair<size_t, size_t>{24, 24}));
+  EXPECT_EQ(Scheduler().Limit().waiting, 0);
+}
+
+TEST_F(RefreshSchedulerTest, AtMostOneRequestPerTenantInFlight) {
+  options_.refresh.startup_spread = Millis(0);
+  Scheduler().SetTenants({MakeTenant("a")});
+  Scheduler().RunDue();
+  ASSERT_EQ(client_.InFlightFor("a"), 1u);
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_TRUE(Scheduler().RefreshNow("a"));
+    Scheduler().RunDue();
+  }
+  EXPECT_EQ(client_.StartedFor("a"), 1u);
+  ASSERT_TRUE(client_.Complete(OkResult("tok", 3600)));
+  EXPECT_TRUE(Scheduler().RefreshNow("a"));
+  Scheduler().RunDue();
+  EXPECT_EQ(client_.StartedFor("a"), 2u);
+  EXPECT_FALSE(Scheduler().RefreshNow("nope"));
+}
+
+TEST_F(RefreshSchedulerTest, EveryAttemptGetsAFreshRequestId) {
+  options_.refresh.startup_spread = Millis(0);
+  Scheduler().SetTenants({MakeTenant("a")});
+  Scheduler().RunDue();
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(client_.Complete(HttpFailure(504, AttemptKind::kHttp5xx)));
+    RunFor(seconds(60));
+  }
+  ASSERT_EQ(client_.started.size(), 4u);
+  std::set<std::string> ids;
+  for (const auto& r : client_.started) {
+    EXPECT_EQ(r.request_id.size(), 36u);
+    ids.insert(r.request_id);
+  }
+  EXPECT_EQ(ids.size(), 4u);
+}
+
+TEST_F(RefreshSchedulerTest, TokenNotLongerThanMarginIsAFailure) {
+  options_.refresh.startup_spread = Millis(0);
+  Scheduler().SetTenants({MakeTenant("a")});
+  Scheduler().RunDue();
+  ASSERT_TRUE(client_.Complete(OkResult("tok", 60)));
+  EXPECT_FALSE(store_.Servable("a", clock_.Now()));
+  auto failed = log_.Events("refresh_failed");
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_EQ(failed[0]["kind"], "bad_response");
+}
+
+TEST_F(RefreshSchedulerTest, ReloadKeepsUnchangedRefreshesChangedForgetsRemoved) {
+  options_.refresh.startup_spread = Millis(0);
+  Scheduler().SetTenants({MakeTenant("a"), MakeTenant("b"), MakeTenant("c")});
+  Scheduler().RunDue();
+  while (client_.Complete(OkResult("tok", 3600))) {
+  }
+  ASSERT_EQ(client_.started.size(), 3u);
+
+  TenantConfig b = MakeTenant("b");
+  b.client_id = "other";
+  Scheduler().SetTenants({MakeTenant("a"), b, MakeTenant("d")});
+  Scheduler().RunDue();
+  EXPECT_EQ(client_.StartedFor("a"), 1u);  // unchanged: no request
+  EXPECT_TRUE(store_.Servable("a", clock_.Now()));
+  EXPECT_EQ(client_.StartedFor("b"), 2u);  // changed: at once, old token gone
+  EXPECT_FALSE(store_.Servable("b", clock_.Now()));
+  EXPECT_FALSE(store_.Known("c"));
+  EXPECT_EQ(client_.StartedFor("d"), 1u);
+}
+
+TEST_F(RefreshSchedulerTest, ReloadDuringFlightKeepsSingleFlightAndDiscardsOldAnswer) {
+  options_.refresh.startup_spread = Millis(0);
+  Scheduler().SetTenants({MakeTenant("a")});
+  Scheduler().RunDue();
+  TenantConfig changed = MakeTenant("a");
+  changed.client_secret = "rotated";
+  Scheduler().SetTenants({changed});
+  Scheduler().RunDue();
+  EXPECT_EQ(client_.StartedFor("a"), 1u);
+  ASSERT_TRUE(client_.Complete(OkResult("old-credentials", 3600)));
+  EXPECT_FALSE(store_.Servable("a", clock_.Now()));
+  Scheduler().RunDue();
+  EXPECT_EQ(client_.StartedFor("a"), 2u);
+  EXPECT_EQ(client_.started.back().tenant_config->client_secret, "rotated");
+}
+
+TEST_F(RefreshSchedulerTest, CancelAllReleasesSlots) {
+  options_.refresh.startup_spread = Millis(0);
+  Scheduler().SetTenants(MakeTenants(3));
+  Scheduler().RunDue();
+  EXPECT_EQ(Scheduler().Limit().in_flight, 3);
+  Scheduler().CancelAll();
+  EXPECT_EQ(Scheduler().Limit().in_flight, 0);
+  EXPECT_EQ(client_.cancelled, 3u);
+}
+
+TEST_F(RefreshSchedulerTest, NoRequestIdWhenHeaderDisabled) {
+  options_.refresh.startup_spread = Millis(0);
+  options_.send_request_id = false;
+  Scheduler().SetTenants({MakeTenant("a")});
+  Scheduler().RunDue();
+  ASSERT_EQ(client_.started.size(), 1u);
+  EXPECT_EQ(client_.started[0].request_id, "");
+}
+
+}  // namespace
+}  // namespace tokend
