@@ -1,0 +1,65 @@
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "tokend/clock.h"
+#include "tokend/config.h"
+#include "tokend/control.h"
+#include "tokend/curl_token_client.h"
+#include "tokend/event_log.h"
+#include "tokend/refresh_scheduler.h"
+#include "tokend/token_store.h"
+
+namespace tokend {
+
+// Runs the RefreshScheduler and the CurlTokenClient on one owned thread: a loop
+// of "run what is due, then wait for the network, the next timer or a command".
+// Other threads talk to it only through the thread-safe methods below, which
+// post commands and wake the loop.
+class RefreshEngine final : public RefreshControl {
+ public:
+  RefreshEngine(const Config& config, TokenStore& store, EventLog& log, const Clock& clock);
+  ~RefreshEngine() override;
+  RefreshEngine(const RefreshEngine&) = delete;
+  RefreshEngine& operator=(const RefreshEngine&) = delete;
+
+  // Starts the thread; the config's tenants get their first attempts.
+  void Start();
+  // Aborts attempts in flight and joins the thread. Idempotent; returns promptly
+  // even when token endpoints hang.
+  void Stop();
+
+  // Applies a reloaded config (tenants, refresh, backoff, http). Thread-safe.
+  void ApplyConfig(const Config& config);
+
+  LimitSnapshot Limit() const override;
+  void RequestRefresh(const std::string& tenant) override;
+
+  // When the loop last went round (for the watchdog).
+  MonoTime LastProgress() const { return MonoTime(MonoTime::duration(last_progress_.load())); }
+
+ private:
+  void Run();
+  void Post(std::function<void()> command);
+  static SchedulerOptions OptionsOf(const Config& config);
+
+  const Clock& clock_;
+  EventLog& log_;
+  std::vector<TenantConfig> initial_tenants_;
+  RealRandom random_;
+  CurlTokenClient client_;
+  RefreshScheduler scheduler_;
+
+  std::mutex mutex_;
+  std::vector<std::function<void()>> commands_;  // GUARDED_BY(mutex_)
+  std::atomic<bool> stopping_{false};
+  std::atomic<MonoTime::rep> last_progress_{0};
+  std::thread thread_;
+};
+
+}  // namespace tokend

@@ -1,0 +1,32 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fake_endpoint import FakeEndpoint, make_test_ca  # noqa: E402
+from tokend_harness import Tokend  # noqa: E402
+
+
+@pytest.fixture
+def endpoint(tmp_path):
+    with FakeEndpoint(workdir=tmp_path / "endpoint", any_client=True, lifetime=3600) as ep:
+        yield ep
+
+
+@pytest.fixture
+def tokend_factory(tmp_path):
+    """Makes Tokend instances in the test's directory and stops them afterwards."""
+    started = []
+
+    def make(endpoint, tenants, overrides=None, name="tokend", start=True, **kw):
+        daemon = Tokend(tmp_path / name, endpoint, tenants, overrides, **kw)
+        started.append(daemon)
+        if start:
+            daemon.start()
+        return daemon
+
+    yield make
+    for daemon in started:
+        daemon.stop(timeout=5)
