@@ -73,6 +73,7 @@ void RefreshScheduler::SetTenants(const std::vector<TenantConfig>& configs) {
       if (changed) {
         // A token of the old client is not this tenant's any more.
         t->generation = next_generation_++;
+        if (t->token) ++token_version_;
         t->token.reset();
         t->state = TenantState::kPending;
         t->consecutive_failures = 0;
@@ -93,21 +94,87 @@ void RefreshScheduler::SetTenants(const std::vector<TenantConfig>& configs) {
     auto t = std::make_unique<Tenant>();
     t->config = std::make_shared<const TenantConfig>(config);
     t->generation = next_generation_++;
-    Millis spread = options_.refresh.startup_spread;
-    t->next_attempt =
-        now + Millis(static_cast<Millis::rep>(random_.Uniform() * static_cast<double>(spread.count())));
+    if (!AdoptRestored(*t, now)) t->next_attempt = Spread(now);
     Schedule(*t);
     next.emplace(config.id, std::move(t));
   }
   // What is left was removed from the config.
   for (auto& [id, t] : tenants_) {
+    if (t->token) ++token_version_;
     Unschedule(*t);
     if (t->queued) std::erase(waiting_, t.get());
   }
   limit_.SetWaiting(static_cast<int>(waiting_.size()));
   tenants_ = std::move(next);
+  restored_.clear();
   store_.SetTenants(ids);
   for (const auto& [id, t] : tenants_) Publish(*t);
+}
+
+MonoTime RefreshScheduler::Spread(MonoTime now) {
+  double spread = static_cast<double>(options_.refresh.startup_spread.count());
+  return now + Millis(static_cast<Millis::rep>(random_.Uniform() * spread));
+}
+
+void RefreshScheduler::Restore(std::vector<PersistedToken> tokens) {
+  restored_.clear();
+  for (auto& token : tokens) {
+    std::string tenant = token.tenant;
+    restored_[tenant] = std::move(token);
+  }
+}
+
+bool RefreshScheduler::AdoptRestored(Tenant& t, MonoTime now) {
+  auto it = restored_.find(t.config->id);
+  if (it == restored_.end()) return false;
+  PersistedToken stored = std::move(it->second);
+  restored_.erase(it);
+  if (stored.fingerprint != EndpointFingerprint(*t.config) || stored.access_token.empty()) {
+    log_.Info("state_token_dropped", "stored token was issued for other credentials",
+              {{"tenant", t.config->id}});
+    return false;
+  }
+  // Wall-clock instants of the stored token, mapped onto the monotonic clock.
+  int64_t now_unix_ms =
+      std::chrono::duration_cast<Millis>(clock_.SystemNow().time_since_epoch()).count();
+  auto token = std::make_shared<Token>();
+  token->access_token = std::move(stored.access_token);
+  token->token_type = stored.token_type.empty() ? "Bearer" : std::move(stored.token_type);
+  token->obtained = now + Millis(stored.obtained_unix_ms - now_unix_ms);
+  token->expires = now + Millis(stored.expires_unix_ms - now_unix_ms);
+  token->expires_at_unix = stored.expires_unix_ms / 1000;
+  token->obtained_unix_ms = stored.obtained_unix_ms;
+  token->expires_unix_ms = stored.expires_unix_ms;
+  if (!store_.Servable(*token, now) || token->expires <= token->obtained) return false;
+
+  MonoTime due = token->obtained +
+                 RefreshDelay(std::chrono::duration_cast<Millis>(token->expires - token->obtained));
+  due = std::min(due, token->expires - options_.refresh.expiry_margin);
+  t.next_attempt = due > now ? due : Spread(now);
+  t.token = std::move(token);
+  t.state = TenantState::kFresh;
+  ++token_version_;
+  log_.Info("state_token_restored", "token restored from the state file",
+            {{"tenant", t.config->id},
+             {"expires_in", std::chrono::duration_cast<std::chrono::seconds>(t.token->expires - now).count()},
+             {"next_refresh_in_ms", std::chrono::duration_cast<Millis>(*t.next_attempt - now).count()}});
+  return true;
+}
+
+std::vector<PersistedToken> RefreshScheduler::PersistableTokens() const {
+  std::vector<PersistedToken> out;
+  for (const auto& [id, t] : tenants_) {
+    if (!t->token) continue;
+    PersistedToken p;
+    p.tenant = id;
+    p.access_token = t->token->access_token;
+    p.token_type = t->token->token_type;
+    p.obtained_unix_ms = t->token->obtained_unix_ms;
+    p.expires_unix_ms = t->token->expires_unix_ms;
+    p.fingerprint = EndpointFingerprint(*t->config);
+    out.push_back(std::move(p));
+  }
+  return out;
 }
 
 void RefreshScheduler::Schedule(Tenant& t) {
@@ -246,6 +313,9 @@ void RefreshScheduler::OnSuccess(Tenant& t, TokenResult& result, MonoTime now) {
   token->obtained = t.sent;
   token->expires = t.sent + lifetime;
   token->expires_at_unix = UnixSeconds(t.sent_system) + result.expires_in_s;
+  token->obtained_unix_ms =
+      std::chrono::duration_cast<Millis>(t.sent_system.time_since_epoch()).count();
+  token->expires_unix_ms = token->obtained_unix_ms + lifetime.count();
 
   MonoTime last_servable = token->expires - options_.refresh.expiry_margin;
   MonoTime next = std::min(t.sent + RefreshDelay(lifetime), last_servable);
@@ -253,6 +323,7 @@ void RefreshScheduler::OnSuccess(Tenant& t, TokenResult& result, MonoTime now) {
 
   int attempt = t.attempt;
   t.token = std::move(token);
+  ++token_version_;
   t.state = TenantState::kFresh;
   t.consecutive_failures = 0;
   t.attempt = 0;
@@ -336,6 +407,7 @@ void RefreshScheduler::OnFailure(Tenant& t, const TokenResult& result, MonoTime 
 void RefreshScheduler::Withdraw(Tenant& t) {
   int64_t expires_at = t.token->expires_at_unix;
   t.token.reset();
+  ++token_version_;
   if (t.state == TenantState::kFresh || t.state == TenantState::kStale) {
     t.state = TenantState::kExpired;
   }

@@ -13,6 +13,7 @@
 #include "tokend/concurrency_limit.h"
 #include "tokend/config.h"
 #include "tokend/event_log.h"
+#include "tokend/state_file.h"
 #include "tokend/token_client.h"
 #include "tokend/token_store.h"
 
@@ -54,6 +55,19 @@ class RefreshScheduler {
   // token and schedule; tenants not listed are forgotten.
   void SetTenants(const std::vector<TenantConfig>& tenants);
 
+  // Offers tokens from the persisted cache to the next SetTenants(): a tenant it
+  // adds whose stored token matches its EndpointFingerprint() and is still
+  // servable starts with that token and no request; its refresh is scheduled as
+  // if the token had just been obtained (overdue ones spread over
+  // startup_spread). Tokens of other tenants are dropped.
+  void Restore(std::vector<PersistedToken> tokens);
+
+  // Every token currently held, for the persisted cache.
+  std::vector<PersistedToken> PersistableTokens() const;
+
+  // Moves whenever a held token changes (obtained, withdrawn, dropped).
+  uint64_t token_version() const { return token_version_; }
+
   // New refresh/backoff options (reload); schedules already set stay.
   void SetOptions(SchedulerOptions options);
 
@@ -87,6 +101,8 @@ class RefreshScheduler {
   void Withdraw(Tenant& t);
   void Publish(const Tenant& t);
   Millis RefreshDelay(Millis lifetime);
+  bool AdoptRestored(Tenant& t, MonoTime now);
+  MonoTime Spread(MonoTime now);
 
   const Clock& clock_;
   Random& random_;
@@ -100,6 +116,8 @@ class RefreshScheduler {
   std::set<std::pair<MonoTime, Tenant*>> timers_;
   std::deque<Tenant*> waiting_;
   uint64_t next_generation_ = 1;
+  uint64_t token_version_ = 0;
+  std::map<std::string, PersistedToken> restored_;
 };
 
 }  // namespace tokend

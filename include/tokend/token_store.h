@@ -26,6 +26,8 @@ struct Token {
   MonoTime obtained;      // when its request was sent
   MonoTime expires;       // obtained + expires_in
   int64_t expires_at_unix = 0;
+  int64_t obtained_unix_ms = 0;  // wall-clock twins of obtained/expires, for state.file
+  int64_t expires_unix_ms = 0;
 };
 
 struct LastError {

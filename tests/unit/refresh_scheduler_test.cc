@@ -350,3 +350,98 @@ TEST_F(RefreshSchedulerTest, NoRequestIdWhenHeaderDisabled) {
 
 }  // namespace
 }  // namespace tokend
+
+namespace tokend {
+namespace {
+
+class RestoreTest : public RefreshSchedulerTest {
+ protected:
+  PersistedToken Stored(const std::string& id, Millis age, Millis lifetime) {
+    int64_t now_ms = std::chrono::duration_cast<Millis>(clock_.SystemNow().time_since_epoch()).count();
+    PersistedToken p;
+    p.tenant = id;
+    p.access_token = "stored-" + id;
+    p.token_type = "Bearer";
+    p.obtained_unix_ms = now_ms - age.count();
+    p.expires_unix_ms = p.obtained_unix_ms + lifetime.count();
+    p.fingerprint = EndpointFingerprint(MakeTenant(id));
+    return p;
+  }
+};
+
+TEST_F(RestoreTest, ValidStoredTokensAreServedWithoutRequests) {
+  random_.Set({0.5});
+  Scheduler().Restore({Stored("a", seconds(100), seconds(3600)), Stored("b", seconds(10), seconds(3600))});
+  Scheduler().SetTenants({MakeTenant("a"), MakeTenant("b")});
+  RunFor(seconds(60));
+  EXPECT_TRUE(client_.started.empty());
+  auto a = store_.Servable("a", clock_.Now());
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->access_token, "stored-a");
+  EXPECT_EQ(State("a"), TenantState::kFresh);
+  // Due at half its lifetime from when it was obtained: 1800 - 100 - 60 s from here.
+  RunFor(seconds(1800 - 100 - 60) - Millis(1));
+  EXPECT_EQ(client_.StartedFor("a"), 0u);
+  RunFor(Millis(1));
+  EXPECT_EQ(client_.StartedFor("a"), 1u);
+}
+
+TEST_F(RestoreTest, OverdueStoredTokenIsServedAndRefreshedWithinSpread) {
+  Scheduler().Restore({Stored("a", seconds(3000), seconds(3600))});
+  Scheduler().SetTenants({MakeTenant("a")});
+  EXPECT_TRUE(store_.Servable("a", clock_.Now()));
+  RunFor(options_.refresh.startup_spread);
+  EXPECT_EQ(client_.StartedFor("a"), 1u);
+}
+
+TEST_F(RestoreTest, ChangedFingerprintExpiredOrUnknownTokensAreDropped) {
+  PersistedToken other = Stored("a", seconds(1), seconds(3600));
+  other.fingerprint = "0000000000000000";
+  Scheduler().Restore({other, Stored("b", seconds(3590), seconds(3600)), Stored("gone", seconds(1), seconds(3600))});
+  Scheduler().SetTenants({MakeTenant("a"), MakeTenant("b")});
+  EXPECT_FALSE(store_.Servable("a", clock_.Now()));
+  EXPECT_FALSE(store_.Servable("b", clock_.Now()));
+  EXPECT_FALSE(store_.Known("gone"));
+  for (const auto& p : Scheduler().PersistableTokens()) EXPECT_NE(p.tenant, "gone");
+}
+
+TEST_F(RestoreTest, PersistableTokensRoundTrip) {
+  options_.refresh.startup_spread = Millis(0);
+  Scheduler().SetTenants({MakeTenant("a")});
+  uint64_t before = Scheduler().token_version();
+  Scheduler().RunDue();
+  ASSERT_TRUE(client_.Complete(OkResult("tok-a", 3600)));
+  EXPECT_GT(Scheduler().token_version(), before);
+  auto tokens = Scheduler().PersistableTokens();
+  ASSERT_EQ(tokens.size(), 1u);
+  EXPECT_EQ(tokens[0].access_token, "tok-a");
+  EXPECT_EQ(tokens[0].expires_unix_ms - tokens[0].obtained_unix_ms, 3600 * 1000);
+  EXPECT_EQ(tokens[0].fingerprint, EndpointFingerprint(MakeTenant("a")));
+}
+
+TEST(EndpointFingerprintTest, ChangesWithClientUrlScopesParamsButNotSecret) {
+  TenantConfig base;
+  base.id = "a";
+  base.client_id = "c";
+  base.client_secret = "s";
+  base.token_url = "https://x/oauth/token";
+  std::string fp = EndpointFingerprint(base);
+  TenantConfig t = base;
+  t.client_secret = "rotated";
+  EXPECT_EQ(EndpointFingerprint(t), fp);
+  t = base;
+  t.client_id = "d";
+  EXPECT_NE(EndpointFingerprint(t), fp);
+  t = base;
+  t.scopes = {"x"};
+  EXPECT_NE(EndpointFingerprint(t), fp);
+  t = base;
+  t.params = {{"audience", "y"}};
+  EXPECT_NE(EndpointFingerprint(t), fp);
+  t = base;
+  t.token_url = "https://y/oauth/token";
+  EXPECT_NE(EndpointFingerprint(t), fp);
+}
+
+}  // namespace
+}  // namespace tokend
