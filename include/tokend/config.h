@@ -63,6 +63,11 @@ struct LoggingOptions {
   LogLevel level = LogLevel::kInfo;
 };
 
+// SPEC §3 `state`.
+struct StateOptions {
+  std::string file;  // persisted token cache; "" = off
+};
+
 // One tenant after defaults were applied and its secret was read.
 struct TenantConfig {
   std::string id;
@@ -86,6 +91,7 @@ struct Config {
   BackoffOptions backoff;
   HttpOptions http;
   LoggingOptions logging;
+  StateOptions state;
   std::vector<TenantConfig> tenants;
 };
 

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "tokend/curl_token_client.h"
 #include "tokend/event_log.h"
 #include "tokend/refresh_scheduler.h"
+#include "tokend/state_file.h"
 #include "tokend/token_store.h"
 
 namespace tokend {
@@ -45,6 +47,7 @@ class RefreshEngine final : public RefreshControl {
 
  private:
   void Run();
+  void SaveState(bool force);
   void Post(std::function<void()> command);
   static SchedulerOptions OptionsOf(const Config& config);
 
@@ -54,6 +57,9 @@ class RefreshEngine final : public RefreshControl {
   RealRandom random_;
   CurlTokenClient client_;
   RefreshScheduler scheduler_;
+  std::optional<StateFile> state_file_;  // when state.file is set
+  uint64_t saved_token_version_ = 0;
+  MonoTime last_save_;
 
   std::mutex mutex_;
   std::vector<std::function<void()>> commands_;  // GUARDED_BY(mutex_)
