@@ -108,6 +108,7 @@ void RefreshScheduler::SetTenants(const std::vector<TenantConfig>& configs) {
   tenants_ = std::move(next);
   restored_.clear();
   store_.SetTenants(ids);
+  if (metrics_) metrics_->Retain(ids);
   for (const auto& [id, t] : tenants_) Publish(*t);
 }
 
@@ -270,6 +271,7 @@ void RefreshScheduler::StartAttempt(Tenant& t) {
 
 void RefreshScheduler::OnResult(const std::string& id, uint64_t generation, TokenResult result) {
   limit_.Release();
+  if (metrics_) metrics_->RecordAttempt(id, result.kind, result.latency);
   MonoTime now = clock_.Now();
   auto it = tenants_.find(id);
   if (it != tenants_.end() && it->second->in_flight) {

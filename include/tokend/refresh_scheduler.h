@@ -13,6 +13,7 @@
 #include "tokend/concurrency_limit.h"
 #include "tokend/config.h"
 #include "tokend/event_log.h"
+#include "tokend/metrics.h"
 #include "tokend/state_file.h"
 #include "tokend/token_client.h"
 #include "tokend/token_store.h"
@@ -83,6 +84,9 @@ class RefreshScheduler {
   // Aborts every attempt in flight (stop). Their slots are released.
   void CancelAll();
 
+  // Where attempts are counted (optional; not owned).
+  void SetMetrics(RefreshMetrics* metrics) { metrics_ = metrics; }
+
   LimitSnapshot Limit() const { return limit_.Snapshot(); }
   ConcurrencyLimit& limit() { return limit_; }
   size_t tenant_count() const { return tenants_.size(); }
@@ -111,6 +115,7 @@ class RefreshScheduler {
   EventLog& log_;
   SchedulerOptions options_;
   ConcurrencyLimit limit_;
+  RefreshMetrics* metrics_ = nullptr;
 
   std::map<std::string, std::unique_ptr<Tenant>> tenants_;
   std::set<std::pair<MonoTime, Tenant*>> timers_;
