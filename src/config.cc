@@ -11,11 +11,11 @@
 #include <cerrno>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <filesystem>
-#include <cstdio>
 #include <set>
 #include <span>
 #include <string_view>
@@ -41,9 +41,9 @@ constexpr std::string_view kRefreshKeys[] = {"max_concurrent", "adaptive",      
                                              "jitter",         "expiry_margin", "startup_spread"};
 constexpr std::string_view kBackoffKeys[] = {"initial", "max", "multiplier", "jitter",
                                              "permanent_error_retry"};
-constexpr std::string_view kHttpKeys[] = {"connect_timeout",   "timeout",
-                                          "ca_file",           "request_id_header",
-                                          "correlation_header", "max_response_bytes"};
+constexpr std::string_view kHttpKeys[] = {
+    "connect_timeout",    "timeout",           "ca_file", "request_id_header",
+    "correlation_header", "max_response_bytes"};
 constexpr std::string_view kLoggingKeys[] = {"format", "level"};
 constexpr std::string_view kTenantKeys[] = {"id",
                                             "client_id",
@@ -178,11 +178,19 @@ struct TenantFields {
   std::optional<Located<std::vector<std::string>>> scopes;
   std::optional<Located<std::vector<std::pair<std::string, std::string>>>> params;
   std::optional<Located<std::vector<std::string>>> clients;
+  // Keys that were set to a value reported as invalid, so that "missing" errors do
+  // not pile onto the real one, and an invalid tenant value still hides the default.
+  std::set<std::string> invalid;
 
-  bool HasSecret() const {
-    return secret_file || secret_env || secret_credential || secret_inline;
+  bool Set(const std::optional<Located<std::string>>& field, const char* key) const {
+    return field.has_value() || invalid.count(key) > 0;
   }
-  bool HasEndpoint() const { return region || token_url; }
+  bool HasSecret() const {
+    return Set(secret_file, "client_secret_file") || Set(secret_env, "client_secret_env") ||
+           Set(secret_credential, "client_secret_credential") ||
+           Set(secret_inline, "client_secret");
+  }
+  bool HasEndpoint() const { return Set(region, "region") || Set(token_url, "token_url"); }
 };
 
 bool IsHttpTokenChar(char c) {
@@ -200,8 +208,8 @@ bool IsScopeTokenChar(char c) {
 bool IsValidTenantId(std::string_view id) {
   if (id.empty() || id.size() > 64) return false;
   return std::all_of(id.begin(), id.end(), [](char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '.' || c == '-';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-';
   });
 }
 
@@ -224,8 +232,8 @@ bool IsAccountName(std::string_view s) {
   if (s.back() == '$') s.remove_suffix(1);  // Samba machine accounts
   if (s.empty() || s[0] == '-' || s[0] == '.') return false;
   return std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '.' || c == '-';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-';
   });
 }
 
@@ -313,7 +321,8 @@ std::string TokenUrlProblem(std::string_view url) {
       return "invalid port " + Quote(port);
     }
   }
-  if (path.empty() || path[0] != '/') return "missing path (e.g. /oauth/token); " + std::string(kForm);
+  if (path.empty() || path[0] != '/')
+    return "missing path (e.g. /oauth/token); " + std::string(kForm);
   if (path.find('#') != std::string_view::npos) return "must not contain a #fragment";
   if (scheme == "http" && !IsLoopbackHost(host)) {
     return "http:// is only allowed for loopback hosts (127.0.0.0/8, ::1, localhost); use https://";
@@ -336,7 +345,7 @@ class Diagnostics {
     warnings_.push_back(ConfigWarning{std::string(key), message});
   }
 
-  bool has_errors() const { return !errors_.empty(); }
+  size_t error_count() const { return errors_.size(); }
 
   std::vector<ConfigError> TakeErrors() {
     std::stable_sort(errors_.begin(), errors_.end(), [](const auto& a, const auto& b) {
@@ -456,7 +465,8 @@ std::vector<Value> Loader::Entries(const Value& map, std::span<const std::string
     const std::string path = map.path.empty() ? name : map.path + "." + name;
     const auto [first, inserted] = first_line.emplace(name, key_pos.line);
     if (!inserted) {
-      diag_.Error(key_pos, path, "duplicate key (first at line " + std::to_string(first->second) + ")");
+      diag_.Error(key_pos, path,
+                  "duplicate key (first at line " + std::to_string(first->second) + ")");
       continue;
     }
     if (!known.empty() && !Contains(known, name)) {
@@ -538,9 +548,10 @@ std::optional<Millis> Loader::Duration(const Value& v, bool allow_zero) {
   const std::string& text = v.node.Scalar();
   const std::optional<Millis> d = ParseDuration(text);
   if (!d) {
-    Error(v, "expected a duration such as 250ms, 15s, 5m or 1h (a number and a unit ms, s, m or "
-             "h, at most 8760h); got " +
-                 Quote(text));
+    Error(v,
+          "expected a duration such as 250ms, 15s, 5m or 1h (a number and a unit ms, s, m or "
+          "h, at most 8760h); got " +
+              Quote(text));
     return std::nullopt;
   }
   if (!allow_zero && d->count() == 0) {
@@ -555,10 +566,9 @@ std::optional<Millis> Loader::Duration(const Value& v, bool allow_zero) {
 std::optional<unsigned> Loader::FileMode(const Value& v) {
   if (v.node.IsScalar()) {
     const std::string& text = v.node.Scalar();
-    const bool octal = text.size() >= 3 && text.size() <= 4 &&
-                       std::all_of(text.begin(), text.end(), [](char c) {
-                         return c >= '0' && c <= '7';
-                       });
+    const bool octal =
+        text.size() >= 3 && text.size() <= 4 &&
+        std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '7'; });
     if (octal) {
       const unsigned mode = static_cast<unsigned>(std::stoul(text, nullptr, 8));
       if (mode <= 0777) return mode;
@@ -596,8 +606,8 @@ std::optional<std::vector<std::string>> Loader::StringList(const Value& v) {
   bool ok = true;
   for (size_t i = 0; i < v.node.size(); ++i) {
     const YAML::Node item = v.node[i];
-    const Value entry{v.path + "[" + std::to_string(i) + "]", item,
-                      item.IsNull() ? v.pos : PosOf(item), {}};
+    const Value entry{
+        v.path + "[" + std::to_string(i) + "]", item, item.IsNull() ? v.pos : PosOf(item), {}};
     const std::optional<std::string> s = String(entry);
     if (!s) {
       ok = false;
@@ -795,6 +805,17 @@ TenantFields Loader::ParseTenantFields(const Value& map, bool is_defaults) {
   };
   for (const Value& v : Entries(map, kTenantKeys)) {
     const std::string key = KeyOf(v);
+    // Any error reported while reading this key marks it invalid.
+    const size_t errors_before = diag_.error_count();
+    struct MarkInvalid {
+      TenantFields& t;
+      const std::string& key;
+      Diagnostics& diag;
+      size_t before;
+      ~MarkInvalid() {
+        if (diag.error_count() > before) t.invalid.insert(key);
+      }
+    } mark_invalid{t, key, diag_, errors_before};
     if (key == "id") {
       if (is_defaults) {
         Error(v, "a tenant's id cannot have a default");
@@ -846,9 +867,8 @@ TenantFields Loader::ParseTenantFields(const Value& map, bool is_defaults) {
       if (TokenUrlForRegion(domain).empty()) {
         std::string hint = DidYouMean(domain, kRegionDomains);
         // "login.mypurecloud.com" or a whole URL where the bare domain belongs.
-        std::string host = domain.substr(domain.find("://") == std::string::npos
-                                             ? 0
-                                             : domain.find("://") + 3);
+        std::string host =
+            domain.substr(domain.find("://") == std::string::npos ? 0 : domain.find("://") + 3);
         host = host.substr(0, host.find('/'));
         if (host.rfind("login.", 0) == 0) host = host.substr(6);
         if (hint.empty() && Contains(kRegionDomains, host)) hint = " (did you mean " + host + "?)";
@@ -866,7 +886,8 @@ TenantFields Loader::ParseTenantFields(const Value& map, bool is_defaults) {
       }
       t.token_url = located(v, *s);
     } else if (key == "auth_method") {
-      if (auto m = Enum<AuthMethod>(v, {{"basic", AuthMethod::kBasic}, {"post", AuthMethod::kPost}})) {
+      if (auto m =
+              Enum<AuthMethod>(v, {{"basic", AuthMethod::kBasic}, {"post", AuthMethod::kPost}})) {
         t.auth_method = Located<AuthMethod>{*m, v.path, v.pos};
       }
     } else if (key == "scopes") {
@@ -908,7 +929,7 @@ TenantFields Loader::ParseTenantFields(const Value& map, bool is_defaults) {
       }
       if (ok) {
         t.params = Located<std::vector<std::pair<std::string, std::string>>>{std::move(params),
-                                                                              v.path, v.pos};
+                                                                             v.path, v.pos};
       }
     } else if (key == "clients") {
       std::optional<std::vector<std::string>> list = StringList(v);
@@ -931,13 +952,15 @@ TenantFields Loader::ParseTenantFields(const Value& map, bool is_defaults) {
   for (const auto* s : {&t.secret_file, &t.secret_env, &t.secret_credential, &t.secret_inline}) {
     if (*s) secrets.push_back(&**s);
   }
+  std::sort(secrets.begin(), secrets.end(), [](const auto* a, const auto* b) {
+    return std::tie(a->pos.line, a->pos.column) < std::tie(b->pos.line, b->pos.column);
+  });
   if (secrets.size() > 1) {
     std::string names;
     for (const auto* s : secrets) {
       names += (names.empty() ? "" : ", ") + s->path.substr(t.path.size() + 1);
     }
-    diag_.Error(secrets[1]->pos, t.path,
-                "set exactly one client secret source; found " + names);
+    diag_.Error(secrets[1]->pos, t.path, "set exactly one client secret source; found " + names);
   }
   if (t.region && t.token_url) {
     diag_.Error(t.token_url->pos, t.path, "set only one of region and token_url");
@@ -1002,17 +1025,27 @@ TenantConfig Loader::ResolveTenant(const TenantFields& own, const TenantFields& 
   const TenantFields& secret = own.HasSecret() ? own : defaults;
   const TenantFields& endpoint = own.HasEndpoint() ? own : defaults;
 
-  if (own.id) out.id = own.id->value;
-  else diag_.Error(own.pos, own.path, "missing id");
+  if (own.id) {
+    out.id = own.id->value;
+  } else if (!own.invalid.count("id")) {
+    diag_.Error(own.pos, own.path, "missing id");
+  }
 
-  const auto& client_id = own.client_id ? own.client_id : defaults.client_id;
-  if (client_id) out.client_id = client_id->value;
-  else diag_.Error(own.pos, own.path, "missing client_id");
+  const TenantFields& client = own.Set(own.client_id, "client_id") ? own : defaults;
+  if (client.client_id) {
+    out.client_id = client.client_id->value;
+  } else if (!client.invalid.count("client_id")) {
+    diag_.Error(own.pos, own.path, "missing client_id");
+  }
 
+  const int secret_sources = (secret.secret_file ? 1 : 0) + (secret.secret_env ? 1 : 0) +
+                             (secret.secret_credential ? 1 : 0) + (secret.secret_inline ? 1 : 0);
   if (!secret.HasSecret()) {
     diag_.Error(own.pos, own.path,
                 "no client secret; set one of client_secret_file, client_secret_env, "
                 "client_secret_credential or client_secret");
+  } else if (secret_sources != 1) {
+    // Several (reported where they were parsed) or an invalid one (reported too).
   } else if (secret.secret_file) {
     const std::string file = Resolve(secret.secret_file->value);
     if (auto s = ReadSecretFile(*secret.secret_file, file, SecretFileKind::kFile)) {
@@ -1049,9 +1082,9 @@ TenantConfig Loader::ResolveTenant(const TenantFields& own, const TenantFields& 
 
   if (!endpoint.HasEndpoint()) {
     diag_.Error(own.pos, own.path, "no endpoint; set region or token_url (here or in defaults)");
-  } else if (endpoint.token_url) {
+  } else if (endpoint.token_url && !endpoint.region) {
     out.token_url = endpoint.token_url->value;
-  } else {
+  } else if (endpoint.region && !endpoint.token_url) {
     out.token_url = TokenUrlForRegion(endpoint.region->value);
   }
 
@@ -1073,8 +1106,8 @@ TenantConfig Loader::ResolveTenant(const TenantFields& own, const TenantFields& 
 void Loader::LoadTenants(const Value& section, const TenantFields& defaults,
                          std::vector<TenantConfig>& out) {
   if (!section.node.IsSequence()) {
-    Error(section, section.node.IsNull() ? "at least one tenant is required"
-                                         : "expected a list of tenants");
+    Error(section,
+          section.node.IsNull() ? "at least one tenant is required" : "expected a list of tenants");
     return;
   }
   if (section.node.size() == 0) {
@@ -1084,8 +1117,8 @@ void Loader::LoadTenants(const Value& section, const TenantFields& defaults,
   std::unordered_map<std::string, int> first_line;  // id -> line
   for (size_t i = 0; i < section.node.size(); ++i) {
     const YAML::Node item = section.node[i];
-    const Value entry{"tenants[" + std::to_string(i) + "]", item,
-                      item.IsNull() ? section.pos : PosOf(item), {}};
+    const Value entry{
+        "tenants[" + std::to_string(i) + "]", item, item.IsNull() ? section.pos : PosOf(item), {}};
     if (!item.IsMap()) {
       Error(entry, "expected a mapping with at least id, client_id and a client secret");
       continue;

@@ -65,8 +65,8 @@ std::optional<Millis> ParseDuration(std::string_view text) {
 std::string FormatDuration(Millis d) {
   const int64_t count = d.count();
   // The magnitude as unsigned, so that Millis::min() does not overflow.
-  const uint64_t ms = count < 0 ? uint64_t{0} - static_cast<uint64_t>(count)
-                                : static_cast<uint64_t>(count);
+  const uint64_t ms =
+      count < 0 ? uint64_t{0} - static_cast<uint64_t>(count) : static_cast<uint64_t>(count);
   const char* sign = count < 0 ? "-" : "";
   constexpr uint64_t kSecond = 1000;
   constexpr uint64_t kMinute = 60 * kSecond;

@@ -30,9 +30,9 @@ TEST(DurationParse, AcceptsDecimals) {
 }
 
 TEST(DurationParse, RejectsMalformed) {
-  for (const char* bad : {"", "s", "15", "1.5", "-1s", "+1s", "1 s", " 1s", "1s ", "1d", "1S",
-                          "1sec", "1.s", ".5s", "1..5s", "1e3ms", "1h30m", "ms", "1mss", "0x10s",
-                          "1,5s", "nan s", "inf"}) {
+  for (const char* bad : {"",      "s",  "15",   "1.5",   "-1s",  "+1s",   "1 s",   " 1s",
+                          "1s ",   "1d", "1S",   "1sec",  "1.s",  ".5s",   "1..5s", "1e3ms",
+                          "1h30m", "ms", "1mss", "0x10s", "1,5s", "nan s", "inf"}) {
     EXPECT_EQ(ParseDuration(bad), std::nullopt) << '"' << bad << '"';
   }
 }
