@@ -908,6 +908,23 @@ refresh:
   }
 }
 
+TEST_F(ConfigTest, ShippedExampleConfigIsValid) {
+  const std::filesystem::path example =
+      std::filesystem::path(__FILE__).parent_path() / "../../config/tokend.yaml";
+  env_.vars["CREDENTIALS_DIRECTORY"] = dir_.path();
+  for (const char* name : {"org-parent", "org-child-1", "org-child-2"}) {
+    dir_.Write(name, std::string("secret-of-") + name + "\n", 0400);
+  }
+  const ConfigLoadResult result = LoadConfigFile(example.string(), env_);
+  ASSERT_TRUE(result.ok()) << ::testing::PrintToString(Errors(result));
+  EXPECT_THAT(result.warnings, IsEmpty());
+  ASSERT_EQ(result.config.tenants.size(), 3u);
+  EXPECT_EQ(result.config.tenants[0].id, "org-parent");
+  EXPECT_EQ(result.config.tenants[0].client_secret, "secret-of-org-parent");
+  EXPECT_EQ(result.config.tenants[1].token_url, "https://login.mypurecloud.com/oauth/token");
+  EXPECT_EQ(result.config.tenants[2].token_url, "https://login.mypurecloud.ie/oauth/token");
+}
+
 TEST(ConfigError, ToStringForms) {
   EXPECT_EQ((ConfigError{"t.yaml", 12, 5, "a: b"}).ToString(), "t.yaml:12:5: a: b");
   EXPECT_EQ((ConfigError{"t.yaml", 0, 0, "missing"}).ToString(), "t.yaml: missing");
