@@ -79,8 +79,9 @@ struct TenantConfig {
   std::vector<std::pair<std::string, std::string>> params;  // extra form fields, in order
   std::vector<std::string> clients;                         // per-tenant access entries
 
-  // True when a token obtained with `other` would not be one this tenant may use:
-  // client, secret, URL, auth method, scopes or params differ.
+  // True when a token obtained for `other` is one this tenant may use: client_id,
+  // client_secret, token_url, auth_method, scopes and params are all equal (id and
+  // clients do not matter). A reload keeps a tenant's token only when this holds.
   bool SameEndpoint(const TenantConfig& other) const;
 };
 
@@ -102,7 +103,9 @@ struct ConfigError {
   int column = 0;    // 1-based; 0 when unknown
   std::string message;
 
-  // "PATH:LINE:COL: message"
+  // "PATH:LINE:COL: message"; "PATH: message" when the line is unknown (a missing
+  // file, an empty config). `message` starts with the key path it is about, e.g.
+  // "refresh.max_concurrent: expected an integer", and never holds a secret.
   std::string ToString() const;
 };
 
@@ -135,14 +138,20 @@ class ProcessSecretSource final : public SecretSource {
 // Reads, validates and resolves the YAML config at `path` (SPEC §3): every key,
 // defaults, durations, region -> token_url, secrets (file, env, systemd credential
 // via $CREDENTIALS_DIRECTORY, inline with a warning). Never throws; never touches
-// the network.
+// the network. Reports every error found, sorted by position (docs/CONFIG.md has
+// the rules). Relative paths in the file (socket.path, http.ca_file,
+// client_secret_file) are resolved against the directory of `path`, and stored
+// resolved. The top-level sections access, metrics and state are errors
+// ("not supported yet") until they are implemented.
 ConfigLoadResult LoadConfigFile(const std::string& path, const SecretSource& env);
 
-// Same, from YAML text; `path` is only used in error messages and to resolve nothing.
+// Same, from YAML text; `path` is only used in error messages and to resolve nothing:
+// relative paths stay relative to the working directory.
 ConfigLoadResult LoadConfigString(const std::string& yaml_text, const std::string& path,
                                   const SecretSource& env);
 
-// The token URL of a Genesys Cloud region domain, or "" if the domain is unknown.
+// The token URL of a Genesys Cloud region domain (SPEC §1, case-insensitive):
+// "https://login.<region>/oauth/token", or "" if the domain is unknown.
 std::string TokenUrlForRegion(const std::string& region);
 
 }  // namespace tokend
