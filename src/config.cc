@@ -31,10 +31,10 @@ namespace {
 // Top-level sections the SPEC defines but this version does not implement yet. A
 // config that sets one gets an error instead of having it silently ignored; delete
 // an entry here once its section is parsed below.
-constexpr std::string_view kUnsupportedSections[] = {"access", "metrics", "state"};
+constexpr std::string_view kUnsupportedSections[] = {"access"};
 
-constexpr std::string_view kTopLevelKeys[] = {"socket",   "refresh", "backoff", "http",
-                                              "defaults", "tenants", "logging"};
+constexpr std::string_view kTopLevelKeys[] = {"socket",  "refresh", "backoff", "http",   "defaults",
+                                              "tenants", "logging", "metrics", "state"};
 constexpr std::string_view kSocketKeys[] = {"path", "mode", "max_connections", "max_request_bytes",
                                             "idle_timeout"};
 constexpr std::string_view kRefreshKeys[] = {"max_concurrent", "adaptive",      "at",
@@ -45,6 +45,8 @@ constexpr std::string_view kHttpKeys[] = {
     "connect_timeout",    "timeout",           "ca_file", "request_id_header",
     "correlation_header", "max_response_bytes"};
 constexpr std::string_view kLoggingKeys[] = {"format", "level"};
+constexpr std::string_view kMetricsKeys[] = {"textfile", "interval"};
+constexpr std::string_view kStateKeys[] = {"file"};
 constexpr std::string_view kTenantKeys[] = {"id",
                                             "client_id",
                                             "client_secret_file",
@@ -393,6 +395,8 @@ class Loader {
   void LoadBackoff(const Value& section, BackoffOptions& out);
   void LoadHttp(const Value& section, HttpOptions& out);
   void LoadLogging(const Value& section, LoggingOptions& out);
+  void LoadMetrics(const Value& section, MetricsOptions& out);
+  void LoadState(const Value& section, StateOptions& out);
   void LoadTenants(const Value& section, const TenantFields& defaults,
                    std::vector<TenantConfig>& out);
   TenantFields ParseTenantFields(const Value& map, bool is_defaults);
@@ -796,6 +800,25 @@ void Loader::LoadLogging(const Value& section, LoggingOptions& out) {
   }
 }
 
+void Loader::LoadMetrics(const Value& section, MetricsOptions& out) {
+  for (const Value& v : Entries(section, kMetricsKeys)) {
+    const std::string key = KeyOf(v);
+    if (key == "textfile") {
+      if (auto s = String(v)) out.textfile = s->empty() ? "" : Resolve(*s);
+    } else if (key == "interval") {
+      if (auto d = Duration(v, false)) out.interval = *d;
+    }
+  }
+}
+
+void Loader::LoadState(const Value& section, StateOptions& out) {
+  for (const Value& v : Entries(section, kStateKeys)) {
+    if (KeyOf(v) == "file") {
+      if (auto s = String(v)) out.file = s->empty() ? "" : Resolve(*s);
+    }
+  }
+}
+
 TenantFields Loader::ParseTenantFields(const Value& map, bool is_defaults) {
   TenantFields t;
   t.path = map.path;
@@ -1145,7 +1168,7 @@ void Loader::Load(const YAML::Node& root, Config& config) {
   if (!root.IsMap()) {
     diag_.Error(root_value.pos, "",
                 "expected a mapping of sections (socket, refresh, backoff, http, defaults, "
-                "tenants, logging)");
+                "tenants, logging, metrics, state)");
     return;
   }
   std::vector<std::string_view> known(std::begin(kTopLevelKeys), std::end(kTopLevelKeys));
@@ -1169,6 +1192,8 @@ void Loader::Load(const YAML::Node& root, Config& config) {
   LoadBackoff(section("backoff"), config.backoff);
   LoadHttp(section("http"), config.http);
   LoadLogging(section("logging"), config.logging);
+  LoadMetrics(section("metrics"), config.metrics);
+  LoadState(section("state"), config.state);
 
   const TenantFields defaults = ParseTenantFields(section("defaults"), true);
   if (!sections.count("tenants")) {

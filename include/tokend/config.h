@@ -63,6 +63,12 @@ struct LoggingOptions {
   LogLevel level = LogLevel::kInfo;
 };
 
+// SPEC §3 `metrics`.
+struct MetricsOptions {
+  std::string textfile;  // Prometheus text file, rewritten atomically; "" = off
+  Millis interval = Millis(15000);
+};
+
 // SPEC §3 `state`.
 struct StateOptions {
   std::string file;  // persisted token cache; "" = off
@@ -92,6 +98,7 @@ struct Config {
   BackoffOptions backoff;
   HttpOptions http;
   LoggingOptions logging;
+  MetricsOptions metrics;
   StateOptions state;
   std::vector<TenantConfig> tenants;
 };

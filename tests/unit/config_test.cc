@@ -475,15 +475,25 @@ TEST_F(ConfigTest, DuplicateKeysAreErrors) {
 TEST_F(ConfigTest, UnsupportedSectionsAreErrorsNotIgnored) {
   ExpectErrors(std::string(R"(access:
   clients: ["user:app"]
-metrics:
-  textfile: /var/lib/node_exporter/tokend.prom
-state: {file: /var/lib/tokend/state}
 )") + kOneTenant,
                {
                    "tokend.yaml:1:1: access: not supported yet by this version of tokend",
-                   "tokend.yaml:3:1: metrics: not supported yet by this version of tokend",
-                   "tokend.yaml:5:1: state: not supported yet by this version of tokend",
                });
+}
+
+TEST_F(ConfigTest, MetricsAndStateSections) {
+  const ConfigLoadResult result = Load(std::string(R"(metrics:
+  textfile: /var/lib/node_exporter/tokend.prom
+  interval: 30s
+state: {file: /var/lib/tokend/state.json}
+)") + kOneTenant);
+  ASSERT_TRUE(result.ok()) << result.errors[0].ToString();
+  EXPECT_EQ(result.config.metrics.textfile, "/var/lib/node_exporter/tokend.prom");
+  EXPECT_EQ(result.config.metrics.interval, Millis(30000));
+  EXPECT_EQ(result.config.state.file, "/var/lib/tokend/state.json");
+  ExpectErrors(std::string("metrics:\n  interval: 0s\nstate:\n  fil: x\n") + kOneTenant,
+               {"tokend.yaml:2:13: metrics.interval: must be greater than 0",
+                "tokend.yaml:4:3: state.fil: unknown key (did you mean file?)"});
 }
 
 TEST_F(ConfigTest, YamlSyntaxErrorIsOneErrorWithPosition) {
