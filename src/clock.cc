@@ -38,7 +38,7 @@ std::string FormatRfc3339Millis(SysTime t) {
   }
   std::tm tm{};
   gmtime_r(&secs, &tm);
-  char out[32];
+  char out[64];  // room for any int fields, so -Wformat-truncation is satisfied
   std::snprintf(out, sizeof out, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
   return out;
