@@ -616,7 +616,7 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
 
-    serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+    serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                                name="serve", daemon=True)
     serving.start()
     if args.port_file:
@@ -625,7 +625,7 @@ def main(argv=None):
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"listening {scheme}://{host}:{port}{TOKEN_PATH}", flush=True)
 
-    while not stop.wait(0.2):
+    while not stop.wait(0.1):
         pass
     endpoint.stopping.set()  # releases holds, service times and hangs
     server.shutdown()
