@@ -209,3 +209,20 @@ def test_stops_promptly_on_sigterm_even_while_hanging(ep):
     assert ep.proc.returncode == 0
     assert time.monotonic() - started < 1.5
     t.join(timeout=2)
+
+
+def test_random_failures_are_seeded_and_repeatable():
+    def run():
+        with FakeEndpoint(any_client=True, fail_rate=0.5, fail_status=503, seed=7) as endpoint:
+            return [endpoint.token("c", "s")[0] for _ in range(12)]
+
+    first = run()
+    assert set(first) == {200, 503}
+    assert run() == first
+
+
+def test_hold_delays_a_scripted_answer(ep):
+    ep.script("c1", [{"status": 500, "hold": 0.3}])
+    started = time.monotonic()
+    assert ep.token("c1", "s1")[0] == 500
+    assert 0.25 < time.monotonic() - started < 1.5
