@@ -16,6 +16,11 @@ namespace tokend {
 // capped at http.max_response_bytes, the request id header set from the request,
 // the correlation header captured.
 //
+// http.ca_file is trusted in addition to the system's CAs: it replaces libcurl's
+// default bundle file, while libcurl's default CA directory (Debian: /etc/ssl/certs)
+// stays in use. An attempt that cannot even be set up (no token_url, say) fails
+// with kind network on the next Poll(), never inside Start().
+//
 // Thread-safety: Wakeup() may be called from any thread; everything else only
 // from the driving thread.
 class CurlTokenClient final : public TokenClient {
