@@ -526,7 +526,7 @@ TEST_F(ConfigTest, EmptyOrNonMappingConfig) {
   ExpectErrors("", {"tokend.yaml: empty config; at least `tenants` is required"});
   ExpectErrors("# nothing\n", {"tokend.yaml: empty config; at least `tenants` is required"});
   ExpectErrors("- a\n", {"tokend.yaml:1:1: expected a mapping of sections (socket, refresh, "
-                         "backoff, http, defaults, tenants, logging)"});
+                         "backoff, http, defaults, tenants, logging, metrics, state)"});
   ExpectErrors(std::string(kOneTenant) + "---\n" + kOneTenant,
                {"tokend.yaml: expected one YAML document, found 2"});
 }
