@@ -47,13 +47,42 @@ RefreshScheduler::RefreshScheduler(const Clock& clock, Random& random, TokenClie
       store_(store),
       log_(log),
       options_(std::move(options)),
-      limit_(options_.refresh.max_concurrent) {}
+      limit_(options_.refresh.max_concurrent) {
+  if (options_.refresh.adaptive) {
+    adaptive_.emplace(options_.refresh.max_concurrent);
+    limit_.SetEffective(adaptive_->limit());
+  }
+}
+
+void RefreshScheduler::ApplyLimitChange(const std::optional<AdaptiveLimit::Change>& change) {
+  if (!change) return;
+  limit_.SetEffective(change->to);
+  log_.Info("limit_changed", "concurrency limit changed",
+            {{"from", change->from}, {"to", change->to}, {"reason", change->reason},
+             {"in_flight", limit_.in_flight()}});
+}
 
 RefreshScheduler::~RefreshScheduler() = default;
 
 void RefreshScheduler::SetOptions(SchedulerOptions options) {
   options_ = std::move(options);
+  int before = limit_.effective();
   limit_.SetConfigured(options_.refresh.max_concurrent);
+  if (!options_.refresh.adaptive) {
+    adaptive_.reset();
+    limit_.SetEffective(options_.refresh.max_concurrent);
+  } else if (!adaptive_) {
+    adaptive_.emplace(options_.refresh.max_concurrent);
+    limit_.SetEffective(adaptive_->limit());
+  } else {
+    adaptive_->SetMaximum(options_.refresh.max_concurrent);
+    limit_.SetEffective(adaptive_->limit());
+  }
+  if (limit_.effective() != before) {
+    log_.Info("limit_changed", "concurrency limit changed",
+              {{"from", before}, {"to", limit_.effective()}, {"reason", "configured"},
+               {"in_flight", limit_.in_flight()}});
+  }
   store_.SetExpiryMargin(options_.refresh.expiry_margin);
 }
 
@@ -263,14 +292,16 @@ void RefreshScheduler::StartAttempt(Tenant& t) {
   if (options_.send_request_id) request.request_id = NewUuidV4(random_);
   log_.Debug("refresh_started", "token request sent",
              {{"tenant", t.config->id}, {"attempt", t.attempt}, {"request_id", request.request_id}});
-  client_.Start(std::move(request),
-                [this, id = t.config->id, generation = t.generation](TokenResult result) {
-                  OnResult(id, generation, std::move(result));
-                });
+  client_.Start(std::move(request), [this, id = t.config->id, generation = t.generation,
+                                     sent_concurrency = limit_.in_flight()](TokenResult result) {
+    OnResult(id, generation, sent_concurrency, std::move(result));
+  });
 }
 
-void RefreshScheduler::OnResult(const std::string& id, uint64_t generation, TokenResult result) {
+void RefreshScheduler::OnResult(const std::string& id, uint64_t generation, int sent_concurrency,
+                                TokenResult result) {
   limit_.Release();
+  if (adaptive_) ApplyLimitChange(adaptive_->OnResult(result, sent_concurrency, clock_.Now()));
   if (metrics_) metrics_->RecordAttempt(id, result.kind, result.latency);
   MonoTime now = clock_.Now();
   auto it = tenants_.find(id);

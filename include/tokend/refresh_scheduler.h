@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "tokend/adaptive_limit.h"
 #include "tokend/clock.h"
 #include "tokend/concurrency_limit.h"
 #include "tokend/config.h"
@@ -37,6 +38,7 @@ struct SchedulerOptions {
 //   permanent ones wait backoff.permanent_error_retry.
 // - At most one attempt per tenant is in flight; due tenants queue FIFO for a
 //   slot of the global limit.
+// - With refresh.adaptive, an AdaptiveLimit moves the effective limit.
 // - A token is published to the TokenStore while servable and withdrawn when it
 //   comes within refresh.expiry_margin of its expiry.
 //
@@ -99,7 +101,9 @@ class RefreshScheduler {
   void Enqueue(Tenant& t);
   void StartWaiting();
   void StartAttempt(Tenant& t);
-  void OnResult(const std::string& id, uint64_t generation, TokenResult result);
+  void OnResult(const std::string& id, uint64_t generation, int sent_concurrency,
+                TokenResult result);
+  void ApplyLimitChange(const std::optional<AdaptiveLimit::Change>& change);
   void OnSuccess(Tenant& t, TokenResult& result, MonoTime now);
   void OnFailure(Tenant& t, const TokenResult& result, MonoTime now);
   void Withdraw(Tenant& t);
@@ -115,6 +119,7 @@ class RefreshScheduler {
   EventLog& log_;
   SchedulerOptions options_;
   ConcurrencyLimit limit_;
+  std::optional<AdaptiveLimit> adaptive_;  // when refresh.adaptive
   RefreshMetrics* metrics_ = nullptr;
 
   std::map<std::string, std::unique_ptr<Tenant>> tenants_;

@@ -30,6 +30,7 @@ class RefreshSchedulerTest : public ::testing::Test {
  protected:
   RefreshSchedulerTest() : client_(clock_), log_(clock_), store_(seconds(60)) {
     options_.refresh.max_concurrent = 4;
+    options_.refresh.adaptive = false;
     options_.refresh.at = 0.5;
     options_.refresh.jitter = 0.1;
     options_.refresh.expiry_margin = seconds(60);
