@@ -84,9 +84,9 @@ SocketServer::SocketServer(SocketOptions options, TokenStore& store, RefreshCont
 
 SocketServer::~SocketServer() { Stop(); }
 
-StartResult SocketServer::Start(int inherited_listen_fd) {
+std::string SocketServer::Start(int inherited_listen_fd) {
   std::lock_guard lock(lifecycle_mutex_);
-  if (started_) return {"the socket server was already started"};
+  if (started_) return "the socket server was already started";
   started_ = true;
 
   std::string where = options_.path;
@@ -96,11 +96,11 @@ StartResult SocketServer::Start(int inherited_listen_fd) {
     socklen_t len = sizeof listening;
     if (getsockopt(inherited_listen_fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 ||
         !listening) {
-      return {"inherited fd " + std::to_string(inherited_listen_fd) + " is not a listening socket"};
+      return "inherited fd " + std::to_string(inherited_listen_fd) + " is not a listening socket";
     }
     int flags = fcntl(inherited_listen_fd, F_GETFL);
     if (flags < 0 || fcntl(inherited_listen_fd, F_SETFL, flags | O_NONBLOCK) != 0) {
-      return {"cannot make the inherited socket non-blocking: " + Errno(errno)};
+      return "cannot make the inherited socket non-blocking: " + Errno(errno);
     }
     fcntl(inherited_listen_fd, F_SETFD, FD_CLOEXEC);
     listen_fd_ = inherited_listen_fd;
@@ -114,33 +114,33 @@ StartResult SocketServer::Start(int inherited_listen_fd) {
     const std::string& path = options_.path;
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
-    if (path.empty()) return {"socket path is empty"};
+    if (path.empty()) return "socket path is empty";
     if (path.size() >= sizeof addr.sun_path) {
-      return {"socket path " + path + " is too long (" + std::to_string(path.size()) +
-              " bytes; at most " + std::to_string(sizeof addr.sun_path - 1) + ")"};
+      return "socket path " + path + " is too long (" + std::to_string(path.size()) +
+             " bytes; at most " + std::to_string(sizeof addr.sun_path - 1) + ")";
     }
     std::memcpy(addr.sun_path, path.data(), path.size());
 
     // A leftover socket file is replaced only if nobody answers on it.
     struct stat st {};
     if (lstat(path.c_str(), &st) == 0) {
-      if (!S_ISSOCK(st.st_mode)) return {path + " exists and is not a socket"};
+      if (!S_ISSOCK(st.st_mode)) return path + " exists and is not a socket";
       int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      if (probe < 0) return {"socket: " + Errno(errno)};
+      if (probe < 0) return "socket: " + Errno(errno);
       int rc = connect(probe, reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
       int err = errno;
       ::close(probe);
       if (rc == 0 || err == EAGAIN) {
-        return {"another process is listening on " + path + " (is tokend already running?)"};
+        return "another process is listening on " + path + " (is tokend already running?)";
       }
-      if (err != ECONNREFUSED) return {"cannot probe " + path + ": " + Errno(err)};
+      if (err != ECONNREFUSED) return "cannot probe " + path + ": " + Errno(err);
       if (unlink(path.c_str()) != 0 && errno != ENOENT) {
-        return {"cannot remove stale socket " + path + ": " + Errno(errno)};
+        return "cannot remove stale socket " + path + ": " + Errno(errno);
       }
     }
 
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) return {"socket: " + Errno(errno)};
+    if (fd < 0) return "socket: " + Errno(errno);
     // The umask makes the file no wider than `mode` from its first moment; the
     // chmod then sets exactly `mode`. (umask is process-wide: Start() runs
     // before other threads create files.)
@@ -150,14 +150,14 @@ StartResult SocketServer::Start(int inherited_listen_fd) {
     umask(old_mask);
     if (rc != 0) {
       ::close(fd);
-      return {"cannot bind " + path + ": " + Errno(err)};
+      return "cannot bind " + path + ": " + Errno(err);
     }
     if (chmod(path.c_str(), static_cast<mode_t>(options_.mode & 07777)) != 0 ||
         lstat(path.c_str(), &bound_stat_) != 0 || listen(fd, SOMAXCONN) != 0) {
       err = errno;
       ::close(fd);
       unlink(path.c_str());
-      return {"cannot listen on " + path + ": " + Errno(err)};
+      return "cannot listen on " + path + ": " + Errno(err);
     }
     listen_fd_ = fd;
     owns_file_ = true;
@@ -176,7 +176,7 @@ StartResult SocketServer::Start(int inherited_listen_fd) {
       epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &wake_event) != 0) {
     std::string error = "cannot set up the event loop: " + Errno(errno);
     CleanUp();
-    return {error};
+    return error;
   }
 
   // Cheap unless a `get` waits: most store changes find no parked request.
@@ -185,7 +185,7 @@ StartResult SocketServer::Start(int inherited_listen_fd) {
   });
   thread_ = std::thread([this] { Run(); });
   log_.Info("listening", "serving the socket", {{"socket", where}, {"activated", activated}});
-  return {};
+  return "";
 }
 
 void SocketServer::Stop() {

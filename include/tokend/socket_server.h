@@ -23,12 +23,6 @@
 
 namespace tokend {
 
-// Why Start() could not serve, or ok.
-struct StartResult {
-  std::string error;  // "" = listening
-  bool ok() const { return error.empty(); }
-};
-
 // What the socket side has done so far, for metrics (SPEC §7).
 struct SocketCounters {
   int64_t connections_open = 0;
@@ -69,7 +63,8 @@ class SocketServer {
   // missing, or another process answers on it; replaces a stale socket file
   // nobody answers on; never a wider mode than options.mode.
   // Logs `listening`. May be called once.
-  StartResult Start(int inherited_listen_fd = -1);
+  // Returns "" when listening, else why it cannot serve (for the operator).
+  std::string Start(int inherited_listen_fd = -1);
 
   // Stops the loop, closes every connection and joins the thread; removes the
   // socket file if Start() created it (and it is still ours). Idempotent.

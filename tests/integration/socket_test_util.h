@@ -165,8 +165,8 @@ class ServerFixture : public ::testing::Test {
 
   void StartServer() {
     server_ = MakeServer();
-    StartResult result = server_->Start();
-    ASSERT_TRUE(result.ok()) << result.error;
+    std::string error = server_->Start();
+    ASSERT_EQ(error, "");
   }
 
   void PublishToken(const std::string& tenant, const std::string& access,
