@@ -1,0 +1,421 @@
+#include "tokend/protocol.h"
+
+#include <charconv>
+#include <exception>
+#include <nlohmann/json.hpp>
+
+#include "tokend/version.h"
+
+namespace tokend {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr int64_t kMaxWaitMs = 30000;
+
+void AppendInt(std::string& out, int64_t value) {
+  char buf[24];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);
+  out.append(buf, end);
+}
+
+// JSON text of a string that may come from outside (an HTTP answer, a peer):
+// invalid UTF-8 is replaced rather than breaking the answer line.
+void AppendForeignString(std::string& out, std::string_view s) {
+  out += json(s).dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+// `{"id":ID,"ok":false,"error":CODE,"message":TEXT` — the caller may add fields
+// and closes the object.
+void AppendErrorHead(std::string& out, std::string_view id_json, ErrorCode code,
+                     std::string_view message) {
+  out += '{';
+  if (!id_json.empty()) {
+    out += "\"id\":";
+    out += id_json;
+    out += ',';
+  }
+  out += "\"ok\":false,\"error\":\"";
+  out += ToString(code);
+  out += "\",\"message\":";
+  AppendForeignString(out, message);
+}
+
+Outcome Fail(std::string& out, std::string_view id_json, ErrorCode code, std::string_view message) {
+  AppendErrorHead(out, id_json, code, message);
+  out += '}';
+  Outcome outcome;
+  outcome.error = code;
+  return outcome;
+}
+
+std::string_view TokenTypeForAnswer(const Token& token) {
+  // RFC 6749 §5.1: the type is case-insensitive; clients expect "Bearer".
+  const std::string& type = token.token_type;
+  if (type.empty() || (type.size() == 6 && (type[0] == 'b' || type[0] == 'B') &&
+                       type.compare(1, 5, "earer") == 0)) {
+    return "Bearer";
+  }
+  return type;
+}
+
+// Seconds from `now` to `t`, rounded down (expiry: never promise too much).
+int64_t FloorSeconds(MonoTime t, MonoTime now) {
+  return std::chrono::floor<std::chrono::seconds>(t - now).count();
+}
+
+// Seconds from `now` to `t`, rounded up and at least 0 (next attempt: never early).
+int64_t CeilSecondsNonNegative(MonoTime t, MonoTime now) {
+  if (t <= now) return 0;
+  return std::chrono::ceil<std::chrono::seconds>(t - now).count();
+}
+
+nlohmann::ordered_json LastErrorJson(const LastError& error) {
+  nlohmann::ordered_json j = nlohmann::ordered_json::object();
+  j["kind"] = ToString(error.kind);
+  j["http_status"] = error.http_status != 0 ? nlohmann::ordered_json(error.http_status)
+                                            : nlohmann::ordered_json(nullptr);
+  j["message"] = error.message;
+  j["at"] = error.at_unix;
+  return j;
+}
+
+// Validates the types of the fields any op may carry; returns the problem or "".
+std::string_view CheckFields(const json& body) {
+  auto tenant = body.find("tenant");
+  if (tenant != body.end() && !tenant->is_string()) return "field tenant must be a string";
+  auto wait = body.find("wait_ms");
+  if (wait != body.end()) {
+    bool in_range = false;
+    if (wait->is_number_unsigned()) {
+      in_range = wait->get<uint64_t>() <= static_cast<uint64_t>(kMaxWaitMs);
+    } else if (wait->is_number_integer()) {
+      int64_t v = wait->get<int64_t>();
+      in_range = v >= 0 && v <= kMaxWaitMs;
+    }
+    if (!in_range) return "field wait_ms must be an integer from 0 to 30000";
+  }
+  auto tenants = body.find("tenants");
+  if (tenants != body.end()) {
+    bool good = tenants->is_array();
+    if (good) {
+      for (const auto& t : *tenants) good = good && t.is_string();
+    }
+    if (!good) return "field tenants must be an array of strings";
+  }
+  auto token = body.find("access_token");
+  if (token != body.end() && !token->is_string()) return "field access_token must be a string";
+  return "";
+}
+
+}  // namespace
+
+const char* ToString(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kBadRequest:
+      return "bad_request";
+    case ErrorCode::kUnknownOp:
+      return "unknown_op";
+    case ErrorCode::kUnknownTenant:
+      return "unknown_tenant";
+    case ErrorCode::kForbidden:
+      return "forbidden";
+    case ErrorCode::kUnavailable:
+      return "unavailable";
+    case ErrorCode::kTooLarge:
+      return "too_large";
+    case ErrorCode::kBusy:
+      return "busy";
+    case ErrorCode::kInternal:
+      return "internal";
+  }
+  return "internal";
+}
+
+void AppendJsonString(std::string& out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out += '"';
+  size_t run = 0;  // start of the pending run of bytes that need no escape
+  for (size_t i = 0; i < s.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out.append(s.data() + run, i - run);
+    run = i + 1;
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      default:
+        out += "\\u00";
+        out += kHex[c >> 4];
+        out += kHex[c & 0xf];
+    }
+  }
+  out.append(s.data() + run, s.size() - run);
+  out += '"';
+}
+
+Dispatcher::Dispatcher(TokenStore& store, RefreshControl& control, const Clock& clock,
+                       MonoTime started)
+    : store_(store), control_(control), clock_(clock), started_(started) {}
+
+std::span<const Dispatcher::Op> Dispatcher::Ops() {
+  // Adding an op is one entry here (and its handler).
+  static constexpr Op kOps[] = {
+      {"get", &Dispatcher::Get, false, false},  {"status", &Dispatcher::Status, false, false},
+      {"ping", &Dispatcher::Ping, false, true}, {"watch", nullptr, false, false},
+      {"invalidate", nullptr, false, false},    {"refresh", nullptr, true, false},
+      {"reload", nullptr, true, false},         {"metrics", nullptr, false, false},
+  };
+  return kOps;
+}
+
+const Dispatcher::Op* Dispatcher::FindOp(std::string_view name) {
+  for (const Op& op : Ops()) {
+    if (op.name == name) return &op;
+  }
+  return nullptr;
+}
+
+std::string_view Dispatcher::OpLabel(int op) {
+  if (op >= 0 && op < static_cast<int>(Ops().size())) return Ops()[op].name;
+  return op == kOpUnknown ? "unknown" : "invalid";
+}
+
+int Dispatcher::OpSlot(int op) {
+  int n = static_cast<int>(Ops().size());
+  if (op >= 0 && op < n) return op;
+  return op == kOpUnknown ? n + 1 : n;
+}
+
+int Dispatcher::NumOpLabels() { return static_cast<int>(Ops().size()) + 2; }
+
+std::string Dispatcher::ErrorLine(ErrorCode code, std::string_view message) {
+  std::string out;
+  Fail(out, "", code, message);
+  return out;
+}
+
+Outcome Dispatcher::Handle(std::string_view line, const Peer& peer, std::string& out) const {
+  const size_t mark = out.size();
+  json body = json::parse(line, nullptr, /*allow_exceptions=*/false);
+  Outcome outcome;
+  outcome.op = kOpInvalid;
+  if (body.is_discarded()) {
+    outcome.error = Fail(out, "", ErrorCode::kBadRequest, "invalid JSON").error;
+    return outcome;
+  }
+  if (!body.is_object()) {
+    outcome.error = Fail(out, "", ErrorCode::kBadRequest, "a request must be a JSON object").error;
+    return outcome;
+  }
+
+  std::string id_json;
+  auto id = body.find("id");
+  if (id != body.end()) {
+    if (!id->is_string() && !id->is_number()) {
+      outcome.error =
+          Fail(out, "", ErrorCode::kBadRequest, "field id must be a string or a number").error;
+      return outcome;
+    }
+    id_json = id->dump(-1, ' ', false, json::error_handler_t::replace);
+  }
+
+  auto op_field = body.find("op");
+  if (op_field == body.end()) {
+    outcome.error = Fail(out, id_json, ErrorCode::kBadRequest, "missing field: op").error;
+    return outcome;
+  }
+  if (!op_field->is_string()) {
+    outcome.error = Fail(out, id_json, ErrorCode::kBadRequest, "field op must be a string").error;
+    return outcome;
+  }
+  const std::string& op_name = op_field->get_ref<const std::string&>();
+  const Op* op = FindOp(op_name);
+  if (op == nullptr) {
+    outcome.op = kOpUnknown;
+    std::string message = "unknown op ";
+    message += json(op_name).dump(-1, ' ', false, json::error_handler_t::replace);
+    outcome.error = Fail(out, id_json, ErrorCode::kUnknownOp, message).error;
+    return outcome;
+  }
+  outcome.op = static_cast<int>(op - Ops().data());
+  if (op->handler == nullptr) {
+    std::string message = "op " + std::string(op->name) + " is not supported yet";
+    outcome.error = Fail(out, id_json, ErrorCode::kUnknownOp, message).error;
+    return outcome;
+  }
+  if (std::string_view problem = CheckFields(body); !problem.empty()) {
+    outcome.error = Fail(out, id_json, ErrorCode::kBadRequest, problem).error;
+    return outcome;
+  }
+
+  // The one place where a failing handler becomes an error answer.
+  try {
+    Outcome handled = (this->*(op->handler))(Request{body, id_json, peer}, out);
+    handled.op = outcome.op;
+    return handled;
+  } catch (const std::exception& e) {
+    out.resize(mark);
+    outcome.error = Fail(out, id_json, ErrorCode::kInternal, e.what()).error;
+    return outcome;
+  }
+}
+
+Outcome Dispatcher::Resume(PendingGet& get, std::string& out) const {
+  Outcome outcome;
+  outcome.op = static_cast<int>(FindOp("get") - Ops().data());
+  bool final = clock_.Now() >= get.deadline;
+  if (AnswerGet(get.tenant, get.id_json, final, out, outcome)) return outcome;
+  outcome.pending = std::move(get);
+  return outcome;
+}
+
+bool Dispatcher::AnswerGet(const std::string& tenant, std::string_view id_json, bool final,
+                           std::string& out, Outcome& outcome) const {
+  const MonoTime now = clock_.Now();
+  std::shared_ptr<const Token> token = store_.Servable(tenant, now);
+  std::optional<TenantView> view;
+  if (!token) {
+    view = store_.Find(tenant);
+    if (!view) {
+      std::string message = "unknown tenant ";
+      AppendJsonString(message, tenant);
+      outcome.error = Fail(out, id_json, ErrorCode::kUnknownTenant, message).error;
+      return true;
+    }
+    // Published between the two reads.
+    if (view->token && store_.Servable(*view->token, now)) token = view->token;
+  }
+  if (token) {
+    out.reserve(out.size() + token->access_token.size() + tenant.size() + id_json.size() + 128);
+    out += '{';
+    if (!id_json.empty()) {
+      out += "\"id\":";
+      out += id_json;
+      out += ',';
+    }
+    out += "\"ok\":true,\"tenant\":";
+    AppendJsonString(out, tenant);
+    out += ",\"access_token\":";
+    AppendJsonString(out, token->access_token);
+    out += ",\"token_type\":";
+    AppendJsonString(out, TokenTypeForAnswer(*token));
+    out += ",\"expires_at\":";
+    AppendInt(out, token->expires_at_unix);
+    out += ",\"expires_in\":";
+    AppendInt(out, FloorSeconds(token->expires, now));
+    out += '}';
+    outcome.error.reset();
+    return true;
+  }
+  if (!final) return false;
+
+  std::string message = "no valid token for tenant ";
+  message += tenant;
+  message += " (state ";
+  message += ToString(view->state);
+  message += ')';
+  AppendErrorHead(out, id_json, ErrorCode::kUnavailable, message);
+  out += ",\"state\":\"";
+  out += ToString(view->state);
+  out += '"';
+  if (view->next_refresh) {
+    out += ",\"retry_after_ms\":";
+    Millis left = *view->next_refresh > now ? std::chrono::ceil<Millis>(*view->next_refresh - now)
+                                            : Millis(0);
+    AppendInt(out, left.count());
+  }
+  if (view->last_error) {
+    out += ",\"last_error\":";
+    out += LastErrorJson(*view->last_error).dump(-1, ' ', false, json::error_handler_t::replace);
+  }
+  out += '}';
+  outcome.error = ErrorCode::kUnavailable;
+  return true;
+}
+
+Outcome Dispatcher::Get(const Request& request, std::string& out) const {
+  Outcome outcome;
+  auto tenant_field = request.body.find("tenant");
+  if (tenant_field == request.body.end()) {
+    return Fail(out, request.id_json, ErrorCode::kBadRequest, "missing field: tenant");
+  }
+  const std::string& tenant = tenant_field->get_ref<const std::string&>();
+  int64_t wait_ms = 0;
+  if (auto wait = request.body.find("wait_ms"); wait != request.body.end()) {
+    wait_ms = wait->get<int64_t>();
+  }
+  if (AnswerGet(tenant, request.id_json, wait_ms == 0, out, outcome)) return outcome;
+  outcome.pending = PendingGet{tenant, std::string(request.id_json), clock_.Now() + Millis(wait_ms),
+                               request.peer};
+  return outcome;
+}
+
+Outcome Dispatcher::Status(const Request& request, std::string& out) const {
+  const MonoTime now = clock_.Now();
+  const LimitSnapshot limit = control_.Limit();
+  nlohmann::ordered_json answer = nlohmann::ordered_json::object();
+  if (auto id = request.body.find("id"); id != request.body.end()) answer["id"] = *id;
+  answer["ok"] = true;
+  answer["version"] = kVersion;
+  answer["uptime_s"] = now > started_ ? FloorSeconds(now, started_) : 0;
+  answer["limit"] = {{"configured", limit.configured},
+                     {"effective", limit.effective},
+                     {"in_flight", limit.in_flight},
+                     {"waiting", limit.waiting}};
+  nlohmann::ordered_json tenants = nlohmann::ordered_json::array();
+  for (const TenantView& view : store_.Snapshot()) {
+    nlohmann::ordered_json t = nlohmann::ordered_json::object();
+    t["tenant"] = view.tenant;
+    t["state"] = ToString(view.state);
+    t["expires_in"] = view.token ? nlohmann::ordered_json(FloorSeconds(view.token->expires, now))
+                                 : nlohmann::ordered_json(nullptr);
+    t["next_refresh_in"] =
+        view.next_refresh ? nlohmann::ordered_json(CeilSecondsNonNegative(*view.next_refresh, now))
+                          : nlohmann::ordered_json(nullptr);
+    t["consecutive_failures"] = view.consecutive_failures;
+    t["last_success"] = view.last_success_unix ? nlohmann::ordered_json(*view.last_success_unix)
+                                               : nlohmann::ordered_json(nullptr);
+    t["last_error"] =
+        view.last_error ? LastErrorJson(*view.last_error) : nlohmann::ordered_json(nullptr);
+    tenants.push_back(std::move(t));
+  }
+  answer["tenants"] = std::move(tenants);
+  out += answer.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+  return Outcome{};
+}
+
+Outcome Dispatcher::Ping(const Request& request, std::string& out) const {
+  out += '{';
+  if (!request.id_json.empty()) {
+    out += "\"id\":";
+    out += request.id_json;
+    out += ',';
+  }
+  out += "\"ok\":true,\"version\":";
+  AppendJsonString(out, kVersion);
+  out += '}';
+  return Outcome{};
+}
+
+}  // namespace tokend

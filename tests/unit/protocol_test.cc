@@ -1,0 +1,335 @@
+#include "tokend/protocol.h"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "simulated_clock.h"
+#include "tokend/version.h"
+
+namespace tokend {
+namespace {
+
+using nlohmann::json;
+
+class FakeRefreshControl final : public RefreshControl {
+ public:
+  LimitSnapshot Limit() const override { return limit; }
+  void RequestRefresh(const std::string& tenant) override { requested.push_back(tenant); }
+
+  LimitSnapshot limit{4, 3, 1, 2};
+  std::vector<std::string> requested;
+};
+
+class ProtocolTest : public testing::Test {
+ protected:
+  ProtocolTest() : store_(Millis(60000)), dispatcher_(store_, control_, clock_, clock_.Now()) {
+    store_.SetTenants({"org-b", "org-a"});
+  }
+
+  // Publishes a token for `tenant` that expires `left` from now.
+  void PublishToken(const std::string& tenant, Millis left, std::string access = "tok-123") {
+    auto token = std::make_shared<Token>();
+    token->access_token = std::move(access);
+    token->token_type = "bearer";
+    token->obtained = clock_.Now();
+    token->expires = clock_.Now() + left;
+    token->expires_at_unix = UnixSeconds(clock_.SystemNow() + left);
+    TenantView view;
+    view.tenant = tenant;
+    view.state = TenantState::kFresh;
+    view.token = std::move(token);
+    view.last_success_unix = UnixSeconds(clock_.SystemNow());
+    view.next_refresh = clock_.Now() + left / 2;
+    store_.Publish(std::move(view));
+  }
+
+  // Given a request line, then its answer as JSON (and the outcome).
+  json Answer(std::string_view line, Outcome* outcome_out = nullptr) {
+    std::string out;
+    Outcome outcome = dispatcher_.Handle(line, Peer{1000, 1000, 42}, out);
+    EXPECT_FALSE(outcome.pending) << line;
+    EXPECT_EQ(out.find('\n'), std::string::npos);
+    if (outcome_out != nullptr) *outcome_out = outcome;
+    json answer = json::parse(out, nullptr, false);
+    EXPECT_TRUE(answer.is_object()) << out;
+    return answer;
+  }
+
+  void ExpectError(std::string_view line, const char* code, std::string_view message_part) {
+    json answer = Answer(line);
+    EXPECT_EQ(answer["ok"], false) << line;
+    EXPECT_EQ(answer["error"], code) << line;
+    ASSERT_TRUE(answer["message"].is_string()) << line;
+    EXPECT_NE(answer["message"].get<std::string>().find(message_part), std::string::npos)
+        << line << " -> " << answer.dump();
+  }
+
+  SimulatedClock clock_;
+  TokenStore store_;
+  FakeRefreshControl control_;
+  Dispatcher dispatcher_;
+};
+
+TEST_F(ProtocolTest, GetAnswersServableToken) {
+  PublishToken("org-a", Millis(3600 * 1000), "abc.def-ghi");
+  clock_.Advance(Millis(1500));
+  json answer = Answer(R"({"op":"get","tenant":"org-a"})");
+  EXPECT_EQ(answer, (json{{"ok", true},
+                          {"tenant", "org-a"},
+                          {"access_token", "abc.def-ghi"},
+                          {"token_type", "Bearer"},
+                          {"expires_at", 1800000000 + 3600},
+                          {"expires_in", 3598}}));
+}
+
+TEST_F(ProtocolTest, GetEscapesTokenAndIdIsCopied) {
+  std::string nasty =
+      "a\"b\\c\nd\x01"
+      "e/\xc3\xa9";
+  PublishToken("org-a", Millis(3600 * 1000), nasty);
+  json answer = Answer(R"({"id":"req \"7\"","op":"get","tenant":"org-a"})");
+  EXPECT_EQ(answer["access_token"], nasty);
+  EXPECT_EQ(answer["id"], "req \"7\"");
+  EXPECT_EQ(Answer(R"({"op":"get","tenant":"org-a","id":17})")["id"], 17);
+  EXPECT_EQ(Answer(R"({"op":"get","tenant":"org-a","id":-2.5})")["id"], -2.5);
+  EXPECT_EQ(Answer(R"({"op":"ping","id":"p"})")["id"], "p");
+  // Errors carry the id too.
+  EXPECT_EQ(Answer(R"({"op":"get","tenant":"nope","id":9})")["id"], 9);
+  EXPECT_EQ(Answer(R"({"op":"nope","id":"x"})")["id"], "x");
+  EXPECT_FALSE(Answer(R"({"op":"ping"})").contains("id"));
+}
+
+TEST_F(ProtocolTest, GetUnknownTenant) {
+  ExpectError(R"({"op":"get","tenant":"org-z"})", "unknown_tenant", "org-z");
+}
+
+TEST_F(ProtocolTest, GetWithoutTokenIsUnavailableWithState) {
+  json answer = Answer(R"({"op":"get","tenant":"org-a"})");
+  EXPECT_EQ(answer["error"], "unavailable");
+  EXPECT_EQ(answer["state"], "pending");
+  EXPECT_FALSE(answer.contains("retry_after_ms"));  // unknown
+  EXPECT_FALSE(answer.contains("last_error"));
+}
+
+TEST_F(ProtocolTest, UnavailableCarriesRetryAfterAndLastError) {
+  TenantView view;
+  view.tenant = "org-a";
+  view.state = TenantState::kExpired;
+  view.consecutive_failures = 3;
+  view.next_refresh = clock_.Now() + Millis(1500);
+  view.last_error = LastError{AttemptKind::kHttp5xx, 504, "gateway timeout", 1799999990};
+  store_.Publish(view);
+  json answer = Answer(R"({"op":"get","tenant":"org-a"})");
+  EXPECT_EQ(answer["ok"], false);
+  EXPECT_EQ(answer["error"], "unavailable");
+  EXPECT_EQ(answer["state"], "expired");
+  EXPECT_EQ(answer["retry_after_ms"], 1500);
+  EXPECT_EQ(answer["last_error"], (json{{"kind", "http_5xx"},
+                                        {"http_status", 504},
+                                        {"message", "gateway timeout"},
+                                        {"at", 1799999990}}));
+
+  // A network error has no HTTP status; an overdue attempt is 0 ms away.
+  view.last_error = LastError{AttemptKind::kNetwork, 0, "connection refused", 1799999991};
+  store_.Publish(view);
+  clock_.Advance(Millis(2000));
+  answer = Answer(R"({"op":"get","tenant":"org-a"})");
+  EXPECT_EQ(answer["retry_after_ms"], 0);
+  EXPECT_TRUE(answer["last_error"]["http_status"].is_null());
+}
+
+TEST_F(ProtocolTest, NeverServesWithinExpiryMargin) {
+  PublishToken("org-a", Millis(61000));
+  EXPECT_EQ(Answer(R"({"op":"get","tenant":"org-a"})")["ok"], true);
+  clock_.Advance(Millis(1000));  // exactly the margin left
+  json answer = Answer(R"({"op":"get","tenant":"org-a"})");
+  EXPECT_EQ(answer["error"], "unavailable");
+  EXPECT_EQ(answer.dump().find("tok-123"), std::string::npos);
+  clock_.Advance(Millis(120000));  // past expiry
+  EXPECT_EQ(Answer(R"({"op":"get","tenant":"org-a"})")["error"], "unavailable");
+}
+
+TEST_F(ProtocolTest, WrongFieldTypesAreBadRequestsNamingTheField) {
+  ExpectError(R"({"op":7})", "bad_request", "op");
+  ExpectError(R"({"op":null})", "bad_request", "op");
+  ExpectError(R"({"tenant":"org-a"})", "bad_request", "op");
+  ExpectError(R"({"op":"get"})", "bad_request", "tenant");
+  ExpectError(R"({"op":"get","tenant":5})", "bad_request", "tenant");
+  ExpectError(R"({"op":"get","tenant":["org-a"]})", "bad_request", "tenant");
+  ExpectError(R"({"op":"get","tenant":"org-a","wait_ms":"100"})", "bad_request", "wait_ms");
+  ExpectError(R"({"op":"get","tenant":"org-a","wait_ms":-1})", "bad_request", "wait_ms");
+  ExpectError(R"({"op":"get","tenant":"org-a","wait_ms":30001})", "bad_request", "wait_ms");
+  ExpectError(R"({"op":"get","tenant":"org-a","wait_ms":1.5})", "bad_request", "wait_ms");
+  ExpectError(R"({"op":"get","tenant":"org-a","wait_ms":true})", "bad_request", "wait_ms");
+  ExpectError(R"({"op":"get","tenant":"org-a","wait_ms":18446744073709551615})", "bad_request",
+              "wait_ms");
+  ExpectError(R"({"op":"get","tenant":"org-a","tenants":"org-a"})", "bad_request", "tenants");
+  ExpectError(R"({"op":"get","tenant":"org-a","access_token":1})", "bad_request", "access_token");
+  for (const char* id : {"true", "null", "[1]", R"({"a":1})"}) {
+    std::string line = std::string(R"({"op":"ping","id":)") + id + "}";
+    ExpectError(line, "bad_request", "id");
+    EXPECT_FALSE(Answer(line).contains("id")) << line;
+  }
+  // Bounds are inclusive.
+  EXPECT_EQ(Answer(R"({"op":"get","tenant":"org-a","wait_ms":0})")["error"], "unavailable");
+}
+
+TEST_F(ProtocolTest, NonObjectAndInvalidJson) {
+  for (const char* line : {"[1,2]", "\"get\"", "3", "null", "true"}) {
+    ExpectError(line, "bad_request", "object");
+  }
+  for (const char* line :
+       {"", "{", "{\"op\":\"ping\"", "op=ping", "{\"op\":\"ping\"}}", "{\"op\":\"\xff\"}"}) {
+    ExpectError(line, "bad_request", "invalid JSON");
+  }
+  Outcome outcome;
+  Answer("{", &outcome);
+  EXPECT_EQ(Dispatcher::OpLabel(outcome.op), "invalid");
+  EXPECT_EQ(outcome.error, ErrorCode::kBadRequest);
+}
+
+TEST_F(ProtocolTest, UnknownAndNotYetSupportedOps) {
+  Outcome outcome;
+  json answer = Answer(R"({"op":"frobnicate"})", &outcome);
+  EXPECT_EQ(answer["error"], "unknown_op");
+  EXPECT_NE(answer["message"].get<std::string>().find("frobnicate"), std::string::npos);
+  EXPECT_EQ(Dispatcher::OpLabel(outcome.op), "unknown");
+  for (const char* op : {"watch", "invalidate", "refresh", "reload", "metrics"}) {
+    std::string line = std::string(R"({"op":")") + op + R"(","tenant":"org-a"})";
+    ExpectError(line, "unknown_op", "not supported yet");
+    Answer(line, &outcome);
+    EXPECT_EQ(Dispatcher::OpLabel(outcome.op), op);
+  }
+}
+
+TEST_F(ProtocolTest, RegistryHasEveryOpOnce) {
+  std::vector<std::string> names;
+  for (const auto& op : Dispatcher::Ops()) names.emplace_back(op.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"get", "status", "ping", "watch", "invalidate",
+                                             "refresh", "reload", "metrics"}));
+  EXPECT_TRUE(Dispatcher::FindOp("refresh")->admin_only);
+  EXPECT_TRUE(Dispatcher::FindOp("reload")->admin_only);
+  EXPECT_FALSE(Dispatcher::FindOp("get")->admin_only);
+  EXPECT_EQ(Dispatcher::NumOpLabels(), 10);
+  EXPECT_EQ(Dispatcher::OpSlot(Dispatcher::kOpInvalid), 8);
+  EXPECT_EQ(Dispatcher::OpSlot(Dispatcher::kOpUnknown), 9);
+}
+
+TEST_F(ProtocolTest, StatusHasSpecShapeAndNoToken) {
+  PublishToken("org-b", Millis(7200 * 1000), "SECRET-TOKEN");
+  TenantView failing;
+  failing.tenant = "org-a";
+  failing.state = TenantState::kFailed;
+  failing.consecutive_failures = 2;
+  failing.last_error = LastError{AttemptKind::kHttp4xx, 401, "invalid_client", 1799999000};
+  failing.next_refresh = clock_.Now() + Millis(599500);
+  store_.Publish(failing);
+  clock_.Advance(Millis(10500));
+
+  json answer = Answer(R"({"op":"status","id":1})");
+  EXPECT_EQ(answer.dump().find("SECRET-TOKEN"), std::string::npos);
+  json expected = {
+      {"id", 1},
+      {"ok", true},
+      {"version", kVersion},
+      {"uptime_s", 10},
+      {"limit", {{"configured", 4}, {"effective", 3}, {"in_flight", 1}, {"waiting", 2}}},
+      {"tenants",
+       {{{"tenant", "org-a"},
+         {"state", "failed"},
+         {"expires_in", nullptr},
+         {"next_refresh_in", 589},
+         {"consecutive_failures", 2},
+         {"last_success", nullptr},
+         {"last_error",
+          {{"kind", "http_4xx"},
+           {"http_status", 401},
+           {"message", "invalid_client"},
+           {"at", 1799999000}}}},
+        {{"tenant", "org-b"},
+         {"state", "fresh"},
+         {"expires_in", 7189},
+         {"next_refresh_in", 3590},
+         {"consecutive_failures", 0},
+         {"last_success", 1800000000},
+         {"last_error", nullptr}}}}};
+  EXPECT_EQ(answer, expected) << answer.dump(2);
+}
+
+TEST_F(ProtocolTest, Ping) {
+  EXPECT_EQ(Answer(R"({"op":"ping"})"), (json{{"ok", true}, {"version", kVersion}}));
+}
+
+TEST_F(ProtocolTest, GetWithWaitParksThenResolves) {
+  std::string out;
+  Outcome outcome =
+      dispatcher_.Handle(R"({"op":"get","tenant":"org-a","wait_ms":500,"id":3})", Peer{}, out);
+  ASSERT_TRUE(outcome.pending);
+  EXPECT_TRUE(out.empty());
+  EXPECT_EQ(outcome.pending->tenant, "org-a");
+  EXPECT_EQ(outcome.pending->id_json, "3");
+  EXPECT_EQ(outcome.pending->deadline, clock_.Now() + Millis(500));
+
+  PendingGet pending = std::move(*outcome.pending);
+  clock_.Advance(Millis(100));
+  outcome = dispatcher_.Resume(pending, out);
+  ASSERT_TRUE(outcome.pending);  // still nothing to serve
+  EXPECT_TRUE(out.empty());
+
+  pending = std::move(*outcome.pending);
+  PublishToken("org-a", Millis(3600 * 1000));
+  outcome = dispatcher_.Resume(pending, out);
+  EXPECT_FALSE(outcome.pending);
+  EXPECT_FALSE(outcome.error);
+  EXPECT_EQ(Dispatcher::OpLabel(outcome.op), "get");
+  json answer = json::parse(out);
+  EXPECT_EQ(answer["id"], 3);
+  EXPECT_EQ(answer["access_token"], "tok-123");
+}
+
+TEST_F(ProtocolTest, GetWithWaitTimesOutUnavailable) {
+  std::string out;
+  Outcome outcome =
+      dispatcher_.Handle(R"({"op":"get","tenant":"org-a","wait_ms":500})", Peer{}, out);
+  ASSERT_TRUE(outcome.pending);
+  PendingGet pending = std::move(*outcome.pending);
+  clock_.Advance(Millis(500));
+  outcome = dispatcher_.Resume(pending, out);
+  EXPECT_FALSE(outcome.pending);
+  EXPECT_EQ(outcome.error, ErrorCode::kUnavailable);
+  EXPECT_EQ(json::parse(out)["state"], "pending");
+}
+
+TEST_F(ProtocolTest, ParkedGetForForgottenTenantIsUnknownTenant) {
+  std::string out;
+  Outcome outcome =
+      dispatcher_.Handle(R"({"op":"get","tenant":"org-a","wait_ms":500})", Peer{}, out);
+  ASSERT_TRUE(outcome.pending);
+  PendingGet pending = std::move(*outcome.pending);
+  store_.SetTenants({"org-b"});
+  outcome = dispatcher_.Resume(pending, out);
+  EXPECT_EQ(outcome.error, ErrorCode::kUnknownTenant);
+}
+
+TEST_F(ProtocolTest, GetWithWaitAnswersAtOnceWhenTokenIsThere) {
+  PublishToken("org-a", Millis(3600 * 1000));
+  EXPECT_EQ(Answer(R"({"op":"get","tenant":"org-a","wait_ms":30000})")["ok"], true);
+  ExpectError(R"({"op":"get","tenant":"org-z","wait_ms":100})", "unknown_tenant", "org-z");
+}
+
+TEST_F(ProtocolTest, ErrorLineHasNoId) {
+  json answer = json::parse(Dispatcher::ErrorLine(ErrorCode::kBusy, "too many connections"));
+  EXPECT_EQ(answer, (json{{"ok", false}, {"error", "busy"}, {"message", "too many connections"}}));
+}
+
+TEST(AppendJsonStringTest, EscapesWhatJsonRequires) {
+  std::string out;
+  const std::string raw("q\"b\\n\n\t\x1f\x7f\0", 10);  // ends with a NUL
+  AppendJsonString(out, raw);
+  EXPECT_EQ(out, "\"q\\\"b\\\\n\\n\\t\\u001f\x7f\\u0000\"");
+  EXPECT_EQ(json::parse(out), raw);
+}
+
+}  // namespace
+}  // namespace tokend
