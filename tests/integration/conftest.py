@@ -11,7 +11,7 @@ from tokend_harness import Tokend  # noqa: E402
 
 @pytest.fixture
 def endpoint(tmp_path):
-    with FakeEndpoint(workdir=tmp_path / "endpoint", any_client=True, lifetime=3600) as ep:
+    with FakeEndpoint(any_client=True, lifetime=3600) as ep:
         yield ep
 
 

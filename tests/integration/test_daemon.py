@@ -32,7 +32,7 @@ def test_three_tenants_fresh_over_http(endpoint, tokend_factory):
 
 def test_three_tenants_fresh_over_https_with_ca_file(tmp_path, tokend_factory):
     ca = make_test_ca(tmp_path / "ca")
-    with FakeEndpoint(workdir=tmp_path / "ep", any_client=True, tls=ca) as ep:
+    with FakeEndpoint(any_client=True, tls=ca) as ep:
         assert ep.url.startswith("https://")
         daemon = tokend_factory(ep, THREE, {"http": {"ca_file": ca["ca"]}})
         daemon.wait_all("fresh", timeout=5)
@@ -42,7 +42,7 @@ def test_three_tenants_fresh_over_https_with_ca_file(tmp_path, tokend_factory):
 def test_https_with_unknown_ca_fails_without_plaintext_fallback(tmp_path, tokend_factory):
     ca = make_test_ca(tmp_path / "ca")
     other = make_test_ca(tmp_path / "other", name="other")
-    with FakeEndpoint(workdir=tmp_path / "ep", any_client=True, tls=ca) as ep:
+    with FakeEndpoint(any_client=True, tls=ca) as ep:
         daemon = tokend_factory(ep, ["a"], {"http": {"ca_file": other["ca"]}})
         failed = wait_until(lambda: daemon.events("refresh_failed"), what="refresh_failed")
         assert failed[0]["kind"] == "network"
@@ -52,7 +52,7 @@ def test_https_with_unknown_ca_fails_without_plaintext_fallback(tmp_path, tokend
 
 
 def test_global_limit_holds_across_24_tenants(tmp_path, tokend_factory):
-    with FakeEndpoint(workdir=tmp_path / "ep", any_client=True, service_time=0.2) as ep:
+    with FakeEndpoint(any_client=True, service_time=0.2) as ep:
         tenants = [f"org-{i:02d}" for i in range(24)]
         daemon = tokend_factory(ep, tenants, {"refresh": {"max_concurrent": 3,
                                                            "startup_spread": "0s"}})
@@ -129,7 +129,8 @@ def test_get_waits_for_first_token(endpoint, tokend_factory):
 def test_sigterm_while_every_request_hangs(endpoint, tokend_factory):
     for tenant in ["a", "b", "c"]:
         endpoint.script(f"client-{tenant}", [], always={"hang": 30})
-    daemon = tokend_factory(endpoint, ["a", "b", "c"], {"http": {"timeout": "30s"}})
+    daemon = tokend_factory(endpoint, ["a", "b", "c"], {"http": {"timeout": "30s"},
+                                                        "refresh": {"adaptive": False}})
     wait_until(lambda: endpoint.stats()["in_flight"] == 3, what="three hanging requests")
     code, elapsed = daemon.stop(signal.SIGTERM)
     assert code == 0
