@@ -3,7 +3,16 @@
 #include <signal.h>
 #include <string.h>
 
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <mutex>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -11,7 +20,9 @@
 #include "tokend/clock.h"
 #include "tokend/config.h"
 #include "tokend/event_log.h"
+#include "tokend/metrics.h"
 #include "tokend/refresh_engine.h"
+#include "tokend/service_notifier.h"
 #include "tokend/socket_server.h"
 #include "tokend/token_store.h"
 #include "tokend/version.h"
@@ -135,6 +146,196 @@ const char* SignalName(int sig) {
   return "signal";
 }
 
+// Writes `text` to `path` atomically (temporary file, then rename), so a reader
+// such as node_exporter never sees half a file. Returns "" or the error.
+std::string WriteFileAtomically(const std::string& path, const std::string& text) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) return "cannot create " + tmp + ": " + std::strerror(errno);
+    out << text;
+    out.flush();
+    if (!out) return "cannot write " + tmp + ": " + std::strerror(errno);
+  }
+  ::chmod(tmp.c_str(), 0644);
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::string error = "cannot rename " + tmp + ": " + std::strerror(errno);
+    std::remove(tmp.c_str());
+    return error;
+  }
+  return "";
+}
+
+// The running daemon: owns the store, the refresh engine and the socket server,
+// answers what the socket side asks (RefreshControl), and runs the main thread's
+// loop of signals, sd_notify and the metrics textfile.
+class Daemon final : public RefreshControl {
+ public:
+  Daemon(Options options, Config config, EventLog& log, const Clock& clock)
+      : options_(std::move(options)),
+        config_(std::move(config)),
+        log_(log),
+        clock_(clock),
+        started_(clock.Now()),
+        store_(config_.refresh.expiry_margin),
+        engine_(config_, store_, log_, clock_),
+        server_(config_.socket, store_, *this, clock_, log_) {}
+
+  int Run(const sigset_t& signals);
+
+  LimitSnapshot Limit() const override { return engine_.Limit(); }
+  void RequestRefresh(const std::string& tenant) override { engine_.RequestRefresh(tenant); }
+  void Invalidate(const std::string& tenant, const std::string& access_token) override {
+    engine_.Invalidate(tenant, access_token);
+  }
+  ReloadOutcome Reload() override;
+  std::string MetricsText() override;
+
+ private:
+  void WriteMetricsFile();
+  std::string StatusLine();
+
+  const Options options_;
+  std::mutex config_mutex_;
+  Config config_;  // GUARDED_BY(config_mutex_) once running
+  EventLog& log_;
+  const Clock& clock_;
+  const MonoTime started_;
+  ServiceNotifier notifier_;
+  TokenStore store_;
+  RefreshEngine engine_;
+  SocketServer server_;
+};
+
+ReloadOutcome Daemon::Reload() {
+  std::lock_guard lock(config_mutex_);
+  notifier_.Reloading(clock_.Now());
+  ReloadOutcome outcome;
+  ConfigLoadResult loaded = Load(options_);
+  if (!loaded.ok()) {
+    Fields errors = Fields::array();
+    for (const auto& e : loaded.errors) {
+      outcome.errors.push_back(e.ToString());
+      errors.push_back(e.ToString());
+    }
+    outcome.tenants = config_.tenants.size();
+    log_.Error("reload_failed", "new config rejected; the old one stays", {{"errors", errors}});
+  } else {
+    for (const auto& w : loaded.warnings) log_.Warn("config_warning", w.message, {{"key", w.key}});
+    config_ = std::move(loaded.config);
+    log_.SetOptions(config_.logging);
+    engine_.ApplyConfig(config_);
+    outcome.ok = true;
+    outcome.tenants = config_.tenants.size();
+    log_.Info("reload_ok", "config reloaded", {{"tenants", outcome.tenants}});
+  }
+  notifier_.Ready();
+  return outcome;
+}
+
+std::string Daemon::MetricsText() {
+  SocketCounters counters = server_.Counters();
+  MetricsSources sources;
+  sources.refresh = &engine_.metrics();
+  sources.socket = &counters;
+  sources.store = &store_;
+  sources.limit = engine_.Limit();
+  sources.now = clock_.Now();
+  return RenderMetrics(sources);
+}
+
+void Daemon::WriteMetricsFile() {
+  std::string path;
+  {
+    std::lock_guard lock(config_mutex_);
+    path = config_.metrics.textfile;
+  }
+  if (path.empty()) return;
+  std::string error = WriteFileAtomically(path, MetricsText());
+  if (!error.empty()) {
+    log_.Warn("metrics_write_failed", "cannot write the metrics textfile",
+              {{"file", path}, {"error", error}});
+  }
+}
+
+std::string Daemon::StatusLine() {
+  auto [total, valid] = store_.CountValid(clock_.Now());
+  LimitSnapshot limit = engine_.Limit();
+  return std::to_string(valid) + "/" + std::to_string(total) +
+         " tenants hold a valid token; requests in flight " + std::to_string(limit.in_flight) +
+         " of " + std::to_string(limit.effective);
+}
+
+int Daemon::Run(const sigset_t& signals) {
+  int activated_fd = -1;
+  int fds = sd_listen_fds(1);
+  if (fds > 1) {
+    log_.Error("socket_failed", "socket activation passed more than one socket", {{"fds", fds}});
+    return kExitRuntime;
+  }
+  if (fds == 1) activated_fd = SD_LISTEN_FDS_START;
+  if (std::string error = server_.Start(activated_fd); !error.empty()) {
+    log_.Error("socket_failed", "cannot serve the socket",
+               {{"socket", config_.socket.path}, {"error", error}});
+    std::cerr << "tokend: " << error << "\n";
+    return kExitRuntime;
+  }
+  engine_.Start();
+  log_.Info("config_loaded", "config loaded", {{"tenants", config_.tenants.size()}});
+  log_.Info("ready", "tokend is ready", {{"tenants", config_.tenants.size()}});
+  notifier_.Ready();
+  notifier_.Status(StatusLine());
+
+  // Test hook: stalls the refresh loop, to show the watchdog firing.
+  if (const char* stall = std::getenv("TOKEND_TEST_STALL_REFRESH_LOOP_MS")) {
+    engine_.StallForTesting(Millis(std::atoll(stall)));
+  }
+
+  const std::optional<Millis> watchdog = notifier_.watchdog_interval();
+  // A loop that has not gone round for this long is stuck (both tick every second).
+  const Millis stall_limit = std::max(Millis(3000), watchdog ? *watchdog : Millis(0));
+  MonoTime next_metrics = clock_.Now();
+  int stop_signal = 0;
+  while (stop_signal == 0) {
+    MonoTime now = clock_.Now();
+    if (watchdog &&
+        LoopsMakingProgress(now, engine_.LastProgress(), server_.LastProgress(), stall_limit)) {
+      notifier_.Watchdog();
+    }
+    notifier_.Status(StatusLine());
+    Millis metrics_interval;
+    {
+      std::lock_guard lock(config_mutex_);
+      metrics_interval = config_.metrics.interval;
+    }
+    if (now >= next_metrics) {
+      WriteMetricsFile();
+      next_metrics = now + metrics_interval;
+    }
+
+    Millis wait = std::min<Millis>(Millis(1000), std::chrono::ceil<Millis>(next_metrics - now));
+    if (watchdog) wait = std::min(wait, *watchdog);
+    wait = std::max(wait, Millis(1));
+    timespec timeout{static_cast<time_t>(wait.count() / 1000),
+                     static_cast<long>((wait.count() % 1000) * 1000000)};
+    siginfo_t info;
+    int sig = sigtimedwait(&signals, &info, &timeout);
+    if (sig == SIGTERM || sig == SIGINT) {
+      stop_signal = sig;
+    } else if (sig == SIGHUP) {
+      Reload();
+    }
+  }
+
+  notifier_.Stopping();
+  log_.Info("stopping", "tokend stopping", {{"signal", SignalName(stop_signal)}});
+  server_.Stop();
+  engine_.Stop();
+  WriteMetricsFile();
+  log_.Info("stopped", "tokend stopped");
+  return kExitOk;
+}
+
 }  // namespace
 
 int RunDaemon(int argc, char** argv) {
@@ -147,14 +348,15 @@ int RunDaemon(int argc, char** argv) {
     return kExitBadConfig;
   }
   if (options.check_config) {
-    for (const auto& w : loaded.warnings) std::cerr << "warning: " << w.key << ": " << w.message << "\n";
+    for (const auto& w : loaded.warnings) {
+      std::cerr << "warning: " << w.key << ": " << w.message << "\n";
+    }
     std::cout << "config OK: " << loaded.config.tenants.size() << " tenants\n";
     return kExitOk;
   }
-  Config config = std::move(loaded.config);
 
-  // Signals are taken synchronously by this thread only; every other thread is
-  // started after they are blocked and inherits the mask.
+  // Signals are taken synchronously by the main thread only; every other thread
+  // is started after they are blocked and inherits the mask.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
@@ -164,51 +366,12 @@ int RunDaemon(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
 
   RealClock clock;
-  EventLog log(MakeStdoutLogger(), clock, config.logging);
+  EventLog log(MakeStdoutLogger(), clock, loaded.config.logging);
   log.Info("starting", "tokend starting", {{"version", kVersion}, {"config", options.config_path}});
-  for (const auto& w : loaded.warnings) {
-    log.Warn("config_warning", w.message, {{"key", w.key}});
-  }
+  for (const auto& w : loaded.warnings) log.Warn("config_warning", w.message, {{"key", w.key}});
 
-  TokenStore store(config.refresh.expiry_margin);
-  RefreshEngine engine(config, store, log, clock);
-  SocketServer server(config.socket, store, engine, clock, log);
-  if (auto error = server.Start(); !error.empty()) {
-    log.Error("socket_failed", "cannot serve the socket", {{"socket", config.socket.path}, {"error", error}});
-    std::cerr << "tokend: " << error << "\n";
-    return kExitRuntime;
-  }
-  engine.Start();
-  log.Info("config_loaded", "config loaded", {{"tenants", config.tenants.size()}});
-  log.Info("ready", "tokend is ready", {{"tenants", config.tenants.size()}});
-
-  int stop_signal = 0;
-  while (stop_signal == 0) {
-    siginfo_t info;
-    timespec timeout{1, 0};
-    int sig = sigtimedwait(&signals, &info, &timeout);
-    if (sig == SIGTERM || sig == SIGINT) {
-      stop_signal = sig;
-    } else if (sig == SIGHUP) {
-      ConfigLoadResult reloaded = Load(options);
-      if (!reloaded.ok()) {
-        Fields errors = Fields::array();
-        for (const auto& e : reloaded.errors) errors.push_back(e.ToString());
-        log.Error("reload_failed", "new config rejected; the old one stays", {{"errors", errors}});
-        continue;
-      }
-      config = std::move(reloaded.config);
-      log.SetOptions(config.logging);
-      engine.ApplyConfig(config);
-      log.Info("reload_ok", "config reloaded", {{"tenants", config.tenants.size()}});
-    }
-  }
-
-  log.Info("stopping", "tokend stopping", {{"signal", SignalName(stop_signal)}});
-  server.Stop();
-  engine.Stop();
-  log.Info("stopped", "tokend stopped");
-  return kExitOk;
+  Daemon daemon(options, std::move(loaded.config), log, clock);
+  return daemon.Run(signals);
 }
 
 }  // namespace tokend

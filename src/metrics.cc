@@ -29,26 +29,6 @@ RefreshMetrics::Snapshot RefreshMetrics::Take() const {
   return data_;
 }
 
-void SocketMetrics::RecordRequest(const std::string& op, const std::string& result) {
-  std::lock_guard lock(mutex_);
-  ++requests_[{op, result}];
-}
-
-void SocketMetrics::SetConnections(int64_t open) {
-  std::lock_guard lock(mutex_);
-  connections_ = open;
-}
-
-std::map<std::pair<std::string, std::string>, uint64_t> SocketMetrics::Requests() const {
-  std::lock_guard lock(mutex_);
-  return requests_;
-}
-
-int64_t SocketMetrics::connections() const {
-  std::lock_guard lock(mutex_);
-  return connections_;
-}
-
 namespace {
 
 // Label values escape backslash, double quote and newline (exposition format).
@@ -150,11 +130,15 @@ std::string RenderMetrics(const MetricsSources& s) {
 
   if (s.socket) {
     Header(out, "tokend_socket_connections", "gauge", "Open client connections.");
-    out += "tokend_socket_connections " + std::to_string(s.socket->connections()) + "\n";
+    out += "tokend_socket_connections " + std::to_string(s.socket->connections_open) + "\n";
+    Header(out, "tokend_socket_connections_accepted_total", "counter",
+           "Connections accepted, including those turned away busy.");
+    out += "tokend_socket_connections_accepted_total " +
+           std::to_string(s.socket->connections_accepted) + "\n";
     Header(out, "tokend_socket_requests_total", "counter", "Socket requests by op and result.");
-    for (const auto& [key, count] : s.socket->Requests()) {
-      out += "tokend_socket_requests_total{op=\"" + Label(key.first) + "\",result=\"" +
-             Label(key.second) + "\"} " + std::to_string(count) + "\n";
+    for (const auto& r : s.socket->requests) {
+      out += "tokend_socket_requests_total{op=\"" + Label(r.op) + "\",result=\"" +
+             Label(r.result) + "\"} " + std::to_string(r.count) + "\n";
     }
   }
   return out;

@@ -29,6 +29,7 @@ RefreshEngine::RefreshEngine(const Config& config, TokenStore& store, EventLog& 
       initial_tenants_(config.tenants),
       client_(config.http, clock),
       scheduler_(clock, random_, client_, store, log, OptionsOf(config)) {
+  scheduler_.SetMetrics(&metrics_);
   store.SetExpiryMargin(config.refresh.expiry_margin);
   if (!config.state.file.empty()) state_file_.emplace(config.state.file);
   last_progress_.store(clock_.Now().time_since_epoch().count());
@@ -74,6 +75,14 @@ LimitSnapshot RefreshEngine::Limit() const { return scheduler_.Limit(); }
 
 void RefreshEngine::RequestRefresh(const std::string& tenant) {
   Post([this, tenant] { scheduler_.RefreshNow(tenant); });
+}
+
+void RefreshEngine::Invalidate(const std::string& tenant, const std::string& access_token) {
+  Post([this, tenant, access_token] { scheduler_.Invalidate(tenant, access_token); });
+}
+
+void RefreshEngine::StallForTesting(Millis d) {
+  Post([d] { std::this_thread::sleep_for(d); });
 }
 
 void RefreshEngine::Post(std::function<void()> command) {

@@ -251,6 +251,23 @@ bool RefreshScheduler::RefreshNow(const std::string& tenant) {
   return true;
 }
 
+void RefreshScheduler::Invalidate(const std::string& tenant, const std::string& access_token) {
+  auto it = tenants_.find(tenant);
+  if (it == tenants_.end()) return;
+  Tenant& t = *it->second;
+  if (!t.token || t.token->access_token != access_token) return;
+  t.token.reset();
+  ++token_version_;
+  if (t.state == TenantState::kFresh || t.state == TenantState::kStale) {
+    t.state = TenantState::kExpired;
+  }
+  log_.Warn("token_invalidated", "a client reported the token as rejected; refreshing",
+            {{"tenant", tenant}});
+  if (!t.in_flight && !t.queued) t.next_attempt = clock_.Now();
+  Schedule(t);
+  Publish(t);
+}
+
 void RefreshScheduler::CancelAll() {
   client_.CancelAll();
   for (auto& [id, t] : tenants_) {

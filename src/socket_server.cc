@@ -281,6 +281,7 @@ void SocketServer::Run() {
     if (stop_.load()) break;
     if (woken) ResumeAllParked();
     RunTimers();
+    last_progress_.store(clock_.Now().time_since_epoch().count());
   }
 }
 
@@ -596,11 +597,13 @@ int SocketServer::NextTimeoutMs() const {
   std::optional<MonoTime> next;
   if (!timers_.empty()) next = timers_.begin()->first;
   if (accept_paused_ && (!next || accept_paused_until_ < *next)) next = accept_paused_until_;
-  if (!next) return -1;
+  // The loop goes round at least once a second, so LastProgress() shows it alive.
+  constexpr int64_t kMaxIdleMs = 1000;
+  if (!next) return kMaxIdleMs;
   MonoTime now = clock_.Now();
   if (*next <= now) return 0;
   auto ms = std::chrono::ceil<Millis>(*next - now).count();
-  return static_cast<int>(std::min<int64_t>(ms, 24 * 3600 * 1000));
+  return static_cast<int>(std::min<int64_t>(ms, kMaxIdleMs));
 }
 
 }  // namespace tokend

@@ -31,6 +31,7 @@ void TokenStore::SetTenants(const std::vector<std::string>& tenants) {
       }
     }
     tenants_ = std::move(next);
+    std::erase_if(invalidated_, [this](const auto& e) { return !tenants_.count(e.first); });
   }
   Notify("");
 }
@@ -41,6 +42,11 @@ void TokenStore::Publish(TenantView view) {
     std::unique_lock lock(mutex_);
     auto it = tenants_.find(tenant);
     if (it == tenants_.end()) return;
+    auto bad = invalidated_.find(tenant);
+    if (view.token && bad != invalidated_.end() &&
+        view.token->access_token == bad->second.access_token) {
+      view.token.reset();  // the refresh side has not yet heard it was rejected
+    }
     it->second = std::move(view);
   }
   Notify(tenant);
@@ -81,6 +87,24 @@ std::shared_ptr<const Token> TokenStore::Servable(const std::string& tenant,
   }
   if (token && Servable(*token, now)) return token;
   return nullptr;
+}
+
+bool TokenStore::Invalidate(const std::string& tenant, const std::string& access_token,
+                            MonoTime now, Millis min_interval) {
+  {
+    std::unique_lock lock(mutex_);
+    auto it = tenants_.find(tenant);
+    if (it == tenants_.end() || !it->second.token ||
+        it->second.token->access_token != access_token) {
+      return false;
+    }
+    auto previous = invalidated_.find(tenant);
+    if (previous != invalidated_.end() && now - previous->second.at < min_interval) return false;
+    invalidated_[tenant] = {access_token, now};
+    it->second.token.reset();
+  }
+  Notify(tenant);
+  return true;
 }
 
 void TokenStore::SetExpiryMargin(Millis margin) { expiry_margin_ms_.store(margin.count()); }

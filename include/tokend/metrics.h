@@ -9,6 +9,7 @@
 
 #include "tokend/clock.h"
 #include "tokend/control.h"
+#include "tokend/socket_server.h"
 #include "tokend/token_client.h"
 #include "tokend/token_store.h"
 
@@ -39,25 +40,10 @@ class RefreshMetrics {
   Snapshot data_;  // GUARDED_BY(mutex_)
 };
 
-// Counters of the socket side (SPEC §7 tokend_socket_*). Thread-safe.
-class SocketMetrics {
- public:
-  void RecordRequest(const std::string& op, const std::string& result);
-  void SetConnections(int64_t open);
-
-  std::map<std::pair<std::string, std::string>, uint64_t> Requests() const;
-  int64_t connections() const;
-
- private:
-  mutable std::mutex mutex_;
-  std::map<std::pair<std::string, std::string>, uint64_t> requests_;  // GUARDED_BY(mutex_)
-  int64_t connections_ = 0;                                           // GUARDED_BY(mutex_)
-};
-
 // Everything SPEC §7 names, rendered as Prometheus text exposition format 0.0.4.
 struct MetricsSources {
   const RefreshMetrics* refresh = nullptr;
-  const SocketMetrics* socket = nullptr;
+  const SocketCounters* socket = nullptr;
   const TokenStore* store = nullptr;
   LimitSnapshot limit;
   MonoTime now;

@@ -23,10 +23,10 @@ namespace tokend {
 // of "run what is due, then wait for the network, the next timer or a command".
 // Other threads talk to it only through the thread-safe methods below, which
 // post commands and wake the loop.
-class RefreshEngine final : public RefreshControl {
+class RefreshEngine final {
  public:
   RefreshEngine(const Config& config, TokenStore& store, EventLog& log, const Clock& clock);
-  ~RefreshEngine() override;
+  ~RefreshEngine();
   RefreshEngine(const RefreshEngine&) = delete;
   RefreshEngine& operator=(const RefreshEngine&) = delete;
 
@@ -39,8 +39,17 @@ class RefreshEngine final : public RefreshControl {
   // Applies a reloaded config (tenants, refresh, backoff, http). Thread-safe.
   void ApplyConfig(const Config& config);
 
-  LimitSnapshot Limit() const override;
-  void RequestRefresh(const std::string& tenant) override;
+  LimitSnapshot Limit() const;
+  void RequestRefresh(const std::string& tenant);
+  // Drops `access_token` if it is still the tenant's token and refreshes (at most
+  // one such forced refresh per tenant per 10 s).
+  void Invalidate(const std::string& tenant, const std::string& access_token);
+
+  // Counters of attempts (for metrics).
+  const RefreshMetrics& metrics() const { return metrics_; }
+
+  // Test hook: makes the loop sleep for `d` once (to show a watchdog firing).
+  void StallForTesting(Millis d);
 
   // When the loop last went round (for the watchdog).
   MonoTime LastProgress() const { return MonoTime(MonoTime::duration(last_progress_.load())); }
@@ -55,6 +64,7 @@ class RefreshEngine final : public RefreshControl {
   EventLog& log_;
   std::vector<TenantConfig> initial_tenants_;
   RealRandom random_;
+  RefreshMetrics metrics_;
   CurlTokenClient client_;
   RefreshScheduler scheduler_;
   std::optional<StateFile> state_file_;  // when state.file is set

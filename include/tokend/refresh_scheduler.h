@@ -83,6 +83,10 @@ class RefreshScheduler {
   // Returns false for an unknown tenant.
   bool RefreshNow(const std::string& tenant);
 
+  // Drops the tenant's token if it is `access_token` and makes the tenant due
+  // now (the rate limit of forced refreshes is TokenStore::Invalidate's).
+  void Invalidate(const std::string& tenant, const std::string& access_token);
+
   // Aborts every attempt in flight (stop). Their slots are released.
   void CancelAll();
 

@@ -72,6 +72,10 @@ class SocketServer {
 
   SocketCounters Counters() const;
 
+  // When the event loop last went round (it does at least once a second); for
+  // the watchdog.
+  MonoTime LastProgress() const { return MonoTime(MonoTime::duration(last_progress_.load())); }
+
  private:
   struct Connection;
 
@@ -124,6 +128,7 @@ class SocketServer {
   uint64_t next_connection_id_ = 16;
 
   std::atomic<bool> stop_{false};
+  std::atomic<MonoTime::rep> last_progress_{0};
   std::atomic<int> parked_count_{0};  // read by the store listener
 
   std::atomic<int64_t> connections_open_{0};

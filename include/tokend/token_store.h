@@ -81,6 +81,13 @@ class TokenStore {
     return now + Millis(expiry_margin_ms_.load()) < token.expires;
   }
 
+  // A client reports `access_token` as rejected upstream. If it is the tenant's
+  // current token and no forced refresh was granted for this tenant within
+  // `min_interval`, the token is dropped at once (and never published again) and
+  // true is returned: the caller then asks for a refresh.
+  bool Invalidate(const std::string& tenant, const std::string& access_token, MonoTime now,
+                  Millis min_interval);
+
   void SetExpiryMargin(Millis margin);
   Millis expiry_margin() const;
 
@@ -96,8 +103,14 @@ class TokenStore {
  private:
   void Notify(const std::string& tenant);
 
+  struct Invalidation {
+    std::string access_token;  // the last token reported as rejected
+    MonoTime at;
+  };
+
   mutable std::shared_mutex mutex_;
-  std::unordered_map<std::string, TenantView> tenants_;  // GUARDED_BY(mutex_)
+  std::unordered_map<std::string, TenantView> tenants_;       // GUARDED_BY(mutex_)
+  std::unordered_map<std::string, Invalidation> invalidated_;  // GUARDED_BY(mutex_)
   std::atomic<int64_t> expiry_margin_ms_;
 
   std::mutex listeners_mutex_;

@@ -50,6 +50,9 @@ class FakeRefreshControl final : public RefreshControl {
  public:
   LimitSnapshot Limit() const override { return {4, 3, 1, 2}; }
   void RequestRefresh(const std::string&) override {}
+  void Invalidate(const std::string&, const std::string&) override {}
+  ReloadOutcome Reload() override { return {true, 2, {}}; }
+  std::string MetricsText() override { return "tokend_build_info{version=\"test\"} 1\n"; }
 };
 
 // A blocking-with-deadlines test client on one connection.

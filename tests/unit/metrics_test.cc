@@ -65,9 +65,9 @@ TEST(MetricsTest, TokenGaugesFollowTheStore) {
 }
 
 TEST(MetricsTest, LabelValuesAreEscaped) {
-  SocketMetrics socket;
-  socket.RecordRequest("we\"ird\\op\n", "ok");
-  socket.SetConnections(3);
+  SocketCounters socket;
+  socket.requests.push_back({"we\"ird\\op\n", "ok", 1});
+  socket.connections_open = 3;
   MetricsSources sources;
   sources.socket = &socket;
   std::string text = RenderMetrics(sources);

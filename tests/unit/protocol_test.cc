@@ -16,6 +16,15 @@ class FakeRefreshControl final : public RefreshControl {
  public:
   LimitSnapshot Limit() const override { return limit; }
   void RequestRefresh(const std::string& tenant) override { requested.push_back(tenant); }
+  void Invalidate(const std::string& tenant, const std::string& token) override {
+    invalidated.emplace_back(tenant, token);
+  }
+  ReloadOutcome Reload() override { return reload; }
+  std::string MetricsText() override { return metrics; }
+
+  ReloadOutcome reload{true, 2, {}};
+  std::string metrics = "tokend_build_info{version=\"test\"} 1\n";
+  std::vector<std::pair<std::string, std::string>> invalidated;
 
   LimitSnapshot limit{4, 3, 1, 2};
   std::vector<std::string> requested;

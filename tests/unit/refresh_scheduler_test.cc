@@ -446,3 +446,55 @@ TEST(EndpointFingerprintTest, ChangesWithClientUrlScopesParamsButNotSecret) {
 
 }  // namespace
 }  // namespace tokend
+
+namespace tokend {
+namespace {
+
+TEST_F(RefreshSchedulerTest, InvalidateDropsCurrentTokenAndRefreshesOnce) {
+  options_.refresh.startup_spread = Millis(0);
+  Scheduler().SetTenants({MakeTenant("a")});
+  Scheduler().RunDue();
+  ASSERT_TRUE(client_.Complete(OkResult("tok-1", 3600)));
+
+  // A stale report changes nothing.
+  EXPECT_FALSE(store_.Invalidate("a", "tok-0", clock_.Now(), seconds(10)));
+  Scheduler().Invalidate("a", "tok-0");
+  Scheduler().RunDue();
+  EXPECT_EQ(client_.started.size(), 1u);
+
+  // Many reports of the current token: one drop, one refresh.
+  int granted = 0;
+  for (int i = 0; i < 5; ++i) {
+    if (store_.Invalidate("a", "tok-1", clock_.Now(), seconds(10))) {
+      ++granted;
+      Scheduler().Invalidate("a", "tok-1");
+    }
+  }
+  EXPECT_EQ(granted, 1);
+  EXPECT_FALSE(store_.Servable("a", clock_.Now()));
+  Scheduler().RunDue();
+  EXPECT_EQ(client_.started.size(), 2u);
+  ASSERT_TRUE(client_.Complete(OkResult("tok-2", 3600)));
+  EXPECT_EQ(store_.Servable("a", clock_.Now())->access_token, "tok-2");
+
+  // Within 10 s of the last forced refresh, a report of the new token is refused.
+  clock_.Advance(seconds(5));
+  EXPECT_FALSE(store_.Invalidate("a", "tok-2", clock_.Now(), seconds(10)));
+  clock_.Advance(seconds(5));
+  EXPECT_TRUE(store_.Invalidate("a", "tok-2", clock_.Now(), seconds(10)));
+}
+
+TEST_F(RefreshSchedulerTest, StoreNeverRepublishesAnInvalidatedToken) {
+  options_.refresh.startup_spread = Millis(0);
+  Scheduler().SetTenants({MakeTenant("a")});
+  Scheduler().RunDue();
+  ASSERT_TRUE(client_.Complete(OkResult("tok-1", 3600)));
+  ASSERT_TRUE(store_.Invalidate("a", "tok-1", clock_.Now(), seconds(10)));
+  // The refresh side publishes before it hears of the report.
+  Scheduler().RefreshNow("a");
+  Scheduler().RunDue();
+  EXPECT_FALSE(store_.Servable("a", clock_.Now()));
+}
+
+}  // namespace
+}  // namespace tokend
