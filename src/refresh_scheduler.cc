@@ -330,7 +330,9 @@ void RefreshScheduler::StartAttempt(Tenant& t) {
 void RefreshScheduler::OnResult(const std::string& id, uint64_t generation, int sent_concurrency,
                                 TokenResult result) {
   limit_.Release();
-  if (adaptive_) ApplyLimitChange(adaptive_->OnResult(result, sent_concurrency, clock_.Now()));
+  if (adaptive_) {
+    ApplyLimitChange(adaptive_->OnResult(id, result, sent_concurrency, clock_.Now()));
+  }
   if (metrics_) metrics_->RecordAttempt(id, result.kind, result.latency);
   MonoTime now = clock_.Now();
   auto it = tenants_.find(id);
