@@ -73,7 +73,7 @@ TEST_F(SocketServerTest, PipelinedBurstIsAnsweredInOrder) {
   TestClient client(options_.path);
   std::string burst;
   const char* kinds[] = {R"("op":"get","tenant":"org-a")", R"("op":"ping")", R"("op":"status")",
-                         R"("op":"get","tenant":"nope")", R"("op":"watch")"};
+                         R"("op":"get","tenant":"nope")", R"("op":"frobnicate")"};
   for (int i = 0; i < 100; ++i) {
     burst += "{\"id\":" + std::to_string(i) + "," + kinds[i % 5] + "}\n";
   }
