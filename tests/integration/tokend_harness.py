@@ -109,6 +109,7 @@ class Tokend:
             else:
                 config[section] = values
         self.config = config
+        self.socket_path = Path(config["socket"]["path"])  # overrides may move it
         self.config_path.write_text(yaml_lite.dump(config))
 
     def start(self, wait=True, extra_args=()):
