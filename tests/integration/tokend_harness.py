@@ -175,10 +175,10 @@ class Tokend:
                 out.append(event)
         return out
 
-    def tokenctl(self, *args, timeout=15):
+    def tokenctl(self, *args, timeout=15, input=None):
         return subprocess.run(
             [TOKENCTL_BIN, "--socket", str(self.socket_path), *args],
-            capture_output=True, text=True, timeout=timeout,
+            capture_output=True, text=True, timeout=timeout, input=input,
         )
 
     def __enter__(self):
