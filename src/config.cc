@@ -29,9 +29,8 @@ namespace tokend {
 
 namespace {
 
-constexpr std::string_view kTopLevelKeys[] = {"socket",   "access",  "refresh", "backoff",
-                                              "http",     "defaults", "tenants", "logging",
-                                              "metrics",  "state"};
+constexpr std::string_view kTopLevelKeys[] = {"socket",   "access",  "refresh", "backoff", "http",
+                                              "defaults", "tenants", "logging", "metrics", "state"};
 constexpr std::string_view kAccessKeys[] = {"clients", "admins"};
 constexpr std::string_view kSocketKeys[] = {"path", "mode", "max_connections", "max_request_bytes",
                                             "idle_timeout"};
@@ -639,9 +638,9 @@ std::optional<std::vector<AccessEntry>> Loader::AccessList(const Value& v) {
     const Pos pos = PosOf(v.node[i]);
     const std::string path = v.path + "[" + std::to_string(i) + "]";
     if (!IsValidAccessEntry(text)) {
-      diag_.Error(pos, path,
-                  "expected \"user:NAME\", \"group:NAME\", \"uid:N\" or \"gid:N\"; got " +
-                      Quote(text));
+      diag_.Error(
+          pos, path,
+          "expected \"user:NAME\", \"group:NAME\", \"uid:N\" or \"gid:N\"; got " + Quote(text));
       ok = false;
       continue;
     }
@@ -650,7 +649,8 @@ std::optional<std::vector<AccessEntry>> Loader::AccessList(const Value& v) {
     const std::string name = text.substr(colon + 1);
     AccessEntry entry;
     entry.text = text;
-    entry.kind = kind == "user" || kind == "uid" ? AccessEntry::Kind::kUid : AccessEntry::Kind::kGid;
+    entry.kind =
+        kind == "user" || kind == "uid" ? AccessEntry::Kind::kUid : AccessEntry::Kind::kGid;
     if (kind == "uid" || kind == "gid") {
       entry.id = static_cast<uint32_t>(std::stoul(name));
     } else if (kind == "user") {
@@ -664,8 +664,7 @@ std::optional<std::vector<AccessEntry>> Loader::AccessList(const Value& v) {
     } else {
       const std::optional<gid_t> gid = accounts_.GroupId(name);
       if (!gid) {
-        diag_.Error(pos, path,
-                    "unknown group " + Quote(name) + " (no such group on this system)");
+        diag_.Error(pos, path, "unknown group " + Quote(name) + " (no such group on this system)");
         ok = false;
         continue;
       }

@@ -292,10 +292,10 @@ Outcome Dispatcher::Handle(std::string_view line, const Session& session, std::s
   if (!session.access.client && (op == nullptr || !op->open_to_all)) {
     // Not even an unknown op's name is discussed with a stranger; ping is for anyone.
     if (op == nullptr) outcome.op = kOpUnknown;
-    outcome.error = Fail(out, id_json, ErrorCode::kForbidden,
-                         "uid " + std::to_string(session.peer.uid) +
-                             " may not use tokend (see access.clients)")
-                        .error;
+    outcome.error =
+        Fail(out, id_json, ErrorCode::kForbidden,
+             "uid " + std::to_string(session.peer.uid) + " may not use tokend (see access.clients)")
+            .error;
     outcome.denied = Denial{};
     return outcome;
   }
@@ -451,12 +451,9 @@ Outcome Dispatcher::AnswerOrPark(const Request& request, const std::string& tena
   if (AnswerGet(tenant, request.id_json, wait_ms == 0, superseded.get(), out, outcome)) {
     return outcome;
   }
-  outcome.pending = PendingGet{tenant,
-                               std::string(request.id_json),
-                               clock_.Now() + Millis(wait_ms),
-                               request.session.peer,
-                               op,
-                               std::move(superseded)};
+  outcome.pending = PendingGet{
+      tenant, std::string(request.id_json), clock_.Now() + Millis(wait_ms), request.session.peer,
+      op,     std::move(superseded)};
   return outcome;
 }
 

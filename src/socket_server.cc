@@ -348,10 +348,11 @@ void SocketServer::AcceptAll() {
     if (connections_.size() >= static_cast<size_t>(std::max(0, options_.max_connections))) {
       static const std::string kBusy =
           Dispatcher::ErrorLine(ErrorCode::kBusy, "too many connections; try again later") + "\n";
+      // Counted before the peer can read the answer (tests read both).
+      connections_busy_.fetch_add(1, std::memory_order_relaxed);
       [[maybe_unused]] ssize_t sent =
           send(fd, kBusy.data(), kBusy.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
       ::close(fd);
-      connections_busy_.fetch_add(1, std::memory_order_relaxed);
       continue;
     }
     Session session;
@@ -567,8 +568,8 @@ void SocketServer::Settle(Connection& conn) {
   }
   const bool drained = conn.PendingOutput() == 0;
   // A watcher that half-closed still gets its events.
-  if (drained && (conn.closing || (conn.read_eof && !conn.parked && !conn.watch &&
-                                   conn.BufferedInput() == 0))) {
+  if (drained && (conn.closing ||
+                  (conn.read_eof && !conn.parked && !conn.watch && conn.BufferedInput() == 0))) {
     Close(conn);  // answered everything that will ever be asked
     return;
   }
@@ -709,8 +710,8 @@ void SocketServer::ExpireDenials() {
     log_.Warn("client_denied_suppressed", "more requests were refused than logged",
               {{"uid", s.uid},
                {"suppressed", s.count},
-               {"window_s", std::chrono::duration_cast<std::chrono::seconds>(denials_.window())
-                                .count()}});
+               {"window_s",
+                std::chrono::duration_cast<std::chrono::seconds>(denials_.window()).count()}});
   }
 }
 

@@ -62,11 +62,11 @@ struct WatchRequest {
 // What one request came to. Either an answer line was appended to the caller's
 // buffer, or `pending` is set and nothing was appended.
 struct Outcome {
-  int op = 0;                          // Dispatcher::OpLabel(op) names it, for counters
-  std::optional<ErrorCode> error;      // nullopt = ok (or still pending)
-  std::optional<PendingGet> pending;   // the answer must wait
-  std::optional<Denial> denied;        // the answer is `forbidden`; log it
-  std::optional<WatchRequest> watch;   // the answer accepted a watch
+  int op = 0;                         // Dispatcher::OpLabel(op) names it, for counters
+  std::optional<ErrorCode> error;     // nullopt = ok (or still pending)
+  std::optional<PendingGet> pending;  // the answer must wait
+  std::optional<Denial> denied;       // the answer is `forbidden`; log it
+  std::optional<WatchRequest> watch;  // the answer accepted a watch
 };
 
 // What the dispatcher knows of a connection.

@@ -9,9 +9,9 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <iostream>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <iostream>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -93,8 +93,7 @@ class DaemonConnection {
                        (err != 0 ? std::string(": ") + std::strerror(err) : std::string())};
   }
   Unreachable TimedOut() const {
-    return Unreachable{"no answer from tokend at " + path_ + " within " +
-                       FormatDuration(timeout_)};
+    return Unreachable{"no answer from tokend at " + path_ + " within " + FormatDuration(timeout_)};
   }
   // Waits until `events` or the deadline; false on timeout, nullopt on error.
   std::optional<bool> WaitFor(short events, std::optional<MonoTime> deadline) const;

@@ -4,9 +4,9 @@
 #include <sys/inotify.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
-#include <atomic>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
@@ -420,8 +420,9 @@ TEST_F(SocketServerTest, WatchingConnectionAnswersPingOnlyAndIsNeverIdle) {
   ASSERT_TRUE(watcher.Send("{\"op\":\"watch\"}\n"));
   Parse(watcher.ReadLine());
   std::this_thread::sleep_for(Millis(500));
-  ASSERT_TRUE(watcher.Send("{\"op\":\"get\",\"tenant\":\"org-a\",\"id\":1}\n"
-                           "{\"op\":\"ping\",\"id\":2}\n"));
+  ASSERT_TRUE(
+      watcher.Send("{\"op\":\"get\",\"tenant\":\"org-a\",\"id\":1}\n"
+                   "{\"op\":\"ping\",\"id\":2}\n"));
   json refused = Parse(watcher.ReadLine());
   EXPECT_EQ(refused["id"], 1);
   EXPECT_EQ(refused["error"], "bad_request");

@@ -76,8 +76,8 @@ class FakeRefreshControl final : public RefreshControl {
   std::function<void(const std::string&)> on_invalidate;  // set before the server starts
   ReloadOutcome reload{true, 2, {}};                      // set before the server starts
   std::mutex mutex;
-  std::vector<std::string> refreshed;                                 // GUARDED_BY(mutex)
-  std::vector<std::pair<std::string, std::string>> invalidated;       // GUARDED_BY(mutex)
+  std::vector<std::string> refreshed;                            // GUARDED_BY(mutex)
+  std::vector<std::pair<std::string, std::string>> invalidated;  // GUARDED_BY(mutex)
 };
 
 // A blocking-with-deadlines test client on one connection.

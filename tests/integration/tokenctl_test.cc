@@ -246,9 +246,11 @@ TEST_F(TokenctlTest, WatchPrintsEachEventUntilTheDaemonGoesAway) {
     std::istringstream in;
     code = RunTokenctl(static_cast<int>(args.size()), argv.data(), in, out, err);
   });
-  ASSERT_TRUE(testing_util::WaitFor([&] { return out_buf.Text().find("first") != std::string::npos; }));
+  ASSERT_TRUE(
+      testing_util::WaitFor([&] { return out_buf.Text().find("first") != std::string::npos; }));
   PublishToken("org-a", "second");
-  ASSERT_TRUE(testing_util::WaitFor([&] { return out_buf.Text().find("second") != std::string::npos; }));
+  ASSERT_TRUE(
+      testing_util::WaitFor([&] { return out_buf.Text().find("second") != std::string::npos; }));
   server_->Stop();
   watcher.join();
   EXPECT_EQ(code, 3);

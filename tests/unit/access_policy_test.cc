@@ -78,7 +78,7 @@ TEST_F(AccessPolicyTest, UidEntriesMatchTheUid) {
 
 TEST_F(AccessPolicyTest, GroupEntriesMatchPrimaryOrSupplementaryGroups) {
   config_.access.clients = {Gid(3000)};
-  accounts_.groups[1001] = {1001, 3000};  // 1001's user is a member of 3000
+  accounts_.groups[1001] = {1001, 3000};               // 1001's user is a member of 3000
   EXPECT_TRUE(Evaluate(Peer{1000, 3000, 1}).client);   // primary gid from SO_PEERCRED
   EXPECT_TRUE(Evaluate(Peer{1001, 1001, 1}).client);   // supplementary, from the user's groups
   EXPECT_FALSE(Evaluate(Peer{1002, 1002, 1}).client);  // neither

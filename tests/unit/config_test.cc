@@ -218,11 +218,10 @@ logging:
               ElementsAre(Pair("audience", "https://api.example"), Pair("resource", "42")));
   EXPECT_THAT(parent.clients, ElementsAre("user:svc", "uid:1000", "gid:20", "group:ops"));
   using Kind = AccessEntry::Kind;
-  EXPECT_THAT(parent.client_entries,
-              ElementsAre(AccessEntry{Kind::kUid, 1001, "user:svc"},
-                          AccessEntry{Kind::kUid, 1000, "uid:1000"},
-                          AccessEntry{Kind::kGid, 20, "gid:20"},
-                          AccessEntry{Kind::kGid, 2001, "group:ops"}));
+  EXPECT_THAT(parent.client_entries, ElementsAre(AccessEntry{Kind::kUid, 1001, "user:svc"},
+                                                 AccessEntry{Kind::kUid, 1000, "uid:1000"},
+                                                 AccessEntry{Kind::kGid, 20, "gid:20"},
+                                                 AccessEntry{Kind::kGid, 2001, "group:ops"}));
 
   const TenantConfig& child1 = c.tenants[1];
   EXPECT_EQ(child1.client_secret, "s3cret-child");
@@ -508,11 +507,10 @@ TEST_F(ConfigTest, AccessSectionResolvesNames) {
 )") + kOneTenant);
   ASSERT_TRUE(result.ok()) << ::testing::PrintToString(Errors(result));
   using Kind = AccessEntry::Kind;
-  EXPECT_THAT(result.config.access.clients,
-              ElementsAre(AccessEntry{Kind::kUid, 1002, "user:app"},
-                          AccessEntry{Kind::kGid, 2002, "group:apps"},
-                          AccessEntry{Kind::kUid, 4000, "uid:4000"},
-                          AccessEntry{Kind::kGid, 5000, "gid:5000"}));
+  EXPECT_THAT(result.config.access.clients, ElementsAre(AccessEntry{Kind::kUid, 1002, "user:app"},
+                                                        AccessEntry{Kind::kGid, 2002, "group:apps"},
+                                                        AccessEntry{Kind::kUid, 4000, "uid:4000"},
+                                                        AccessEntry{Kind::kGid, 5000, "gid:5000"}));
   EXPECT_THAT(result.config.access.admins, ElementsAre(AccessEntry{Kind::kGid, 2001, "group:ops"}));
 
   // Defaults: nobody but root and tokend's own uid.

@@ -36,7 +36,9 @@ constexpr Peer kAdmin{1001, 1001, 43};
 constexpr Peer kStranger{2000, 2000, 44};
 constexpr Peer kRoot{0, 0, 45};
 
-AccessEntry Uid(uint32_t uid) { return {AccessEntry::Kind::kUid, uid, "uid:" + std::to_string(uid)}; }
+AccessEntry Uid(uint32_t uid) {
+  return {AccessEntry::Kind::kUid, uid, "uid:" + std::to_string(uid)};
+}
 
 class NoAccounts final : public AccountDirectory {
  public:
@@ -410,7 +412,8 @@ TEST_F(ProtocolTest, TenantClientsRestrictReading) {
             "tok-a");
   EXPECT_EQ(Answer(R"({"op":"get","tenant":"org-a"})", nullptr, kRoot)["access_token"], "tok-a");
   // Unknown tenants stay unknown_tenant, not forbidden.
-  EXPECT_EQ(Answer(R"({"op":"get","tenant":"org-z"})", nullptr, kClient)["error"], "unknown_tenant");
+  EXPECT_EQ(Answer(R"({"op":"get","tenant":"org-z"})", nullptr, kClient)["error"],
+            "unknown_tenant");
   EXPECT_EQ(Answer(R"({"op":"invalidate","tenant":"org-a","access_token":"tok-a"})", nullptr,
                    kClient)["error"],
             "forbidden");
@@ -550,8 +553,8 @@ TEST_F(ProtocolTest, InvalidateWithWaitParksForTheNewToken) {
 TEST_F(ProtocolTest, RefreshAnswersWithTheTokenObtainedAfterIt) {
   PublishToken("org-a", Millis(3600 * 1000), "old-token");
   std::string out;
-  Outcome outcome = dispatcher_.Handle(R"({"op":"refresh","tenant":"org-a","wait_ms":5000,"id":2})",
-                                       kAdmin, out);
+  Outcome outcome =
+      dispatcher_.Handle(R"({"op":"refresh","tenant":"org-a","wait_ms":5000,"id":2})", kAdmin, out);
   EXPECT_EQ(control_.requested, std::vector<std::string>{"org-a"});
   ASSERT_TRUE(outcome.pending);  // the old token does not answer it
   EXPECT_TRUE(out.empty());
