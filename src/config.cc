@@ -22,19 +22,16 @@
 #include <tuple>
 #include <unordered_map>
 
+#include "tokend/accounts.h"
 #include "tokend/duration.h"
 
 namespace tokend {
 
 namespace {
 
-// Top-level sections the SPEC defines but this version does not implement yet. A
-// config that sets one gets an error instead of having it silently ignored; delete
-// an entry here once its section is parsed below.
-constexpr std::string_view kUnsupportedSections[] = {"access"};
-
-constexpr std::string_view kTopLevelKeys[] = {"socket",  "refresh", "backoff", "http",   "defaults",
-                                              "tenants", "logging", "metrics", "state"};
+constexpr std::string_view kTopLevelKeys[] = {"socket",   "access",  "refresh", "backoff", "http",
+                                              "defaults", "tenants", "logging", "metrics", "state"};
+constexpr std::string_view kAccessKeys[] = {"clients", "admins"};
 constexpr std::string_view kSocketKeys[] = {"path", "mode", "max_connections", "max_request_bytes",
                                             "idle_timeout"};
 constexpr std::string_view kRefreshKeys[] = {"max_concurrent", "adaptive",      "at",
@@ -179,7 +176,7 @@ struct TenantFields {
   std::optional<Located<AuthMethod>> auth_method;
   std::optional<Located<std::vector<std::string>>> scopes;
   std::optional<Located<std::vector<std::pair<std::string, std::string>>>> params;
-  std::optional<Located<std::vector<std::string>>> clients;
+  std::optional<Located<std::vector<AccessEntry>>> clients;
   // Keys that were set to a value reported as invalid, so that "missing" errors do
   // not pile onto the real one, and an invalid tenant value still hides the default.
   std::set<std::string> invalid;
@@ -383,14 +380,16 @@ enum class SecretFileKind { kFile, kCredential };
 // Walks the YAML tree once, filling a Config and reporting every problem.
 class Loader {
  public:
-  Loader(Diagnostics& diag, const SecretSource& env, std::filesystem::path base_dir)
-      : diag_(diag), env_(env), base_dir_(std::move(base_dir)) {}
+  Loader(Diagnostics& diag, const SecretSource& env, const AccountDirectory& accounts,
+         std::filesystem::path base_dir)
+      : diag_(diag), env_(env), accounts_(accounts), base_dir_(std::move(base_dir)) {}
 
   void Load(const YAML::Node& root, Config& config);
 
  private:
   // Sections.
   void LoadSocket(const Value& section, SocketOptions& out);
+  void LoadAccess(const Value& section, AccessOptions& out);
   void LoadRefresh(const Value& section, RefreshOptions& out);
   void LoadBackoff(const Value& section, BackoffOptions& out);
   void LoadHttp(const Value& section, HttpOptions& out);
@@ -420,6 +419,8 @@ class Loader {
   std::optional<E> Enum(const Value& v,
                         std::initializer_list<std::pair<std::string_view, E>> choices);
   std::optional<std::vector<std::string>> StringList(const Value& v);
+  // A list of access entries, their names resolved.
+  std::optional<std::vector<AccessEntry>> AccessList(const Value& v);
   bool PlainScalar(const Value& v, std::string_view expected);
 
   std::string Resolve(const std::string& file) const;
@@ -429,6 +430,7 @@ class Loader {
 
   Diagnostics& diag_;
   const SecretSource& env_;
+  const AccountDirectory& accounts_;
   std::filesystem::path base_dir_;
   std::unordered_map<std::string, Value> seen_;  // key path -> where it was set
 };
@@ -624,6 +626,61 @@ std::optional<std::vector<std::string>> Loader::StringList(const Value& v) {
   }
   if (!ok) return std::nullopt;
   return out;
+}
+
+std::optional<std::vector<AccessEntry>> Loader::AccessList(const Value& v) {
+  std::optional<std::vector<std::string>> list = StringList(v);
+  if (!list) return std::nullopt;
+  std::vector<AccessEntry> out;
+  bool ok = true;
+  for (size_t i = 0; i < list->size(); ++i) {
+    const std::string& text = (*list)[i];
+    const Pos pos = PosOf(v.node[i]);
+    const std::string path = v.path + "[" + std::to_string(i) + "]";
+    if (!IsValidAccessEntry(text)) {
+      diag_.Error(
+          pos, path,
+          "expected \"user:NAME\", \"group:NAME\", \"uid:N\" or \"gid:N\"; got " + Quote(text));
+      ok = false;
+      continue;
+    }
+    const size_t colon = text.find(':');
+    const std::string_view kind = std::string_view(text).substr(0, colon);
+    const std::string name = text.substr(colon + 1);
+    AccessEntry entry;
+    entry.text = text;
+    entry.kind =
+        kind == "user" || kind == "uid" ? AccessEntry::Kind::kUid : AccessEntry::Kind::kGid;
+    if (kind == "uid" || kind == "gid") {
+      entry.id = static_cast<uint32_t>(std::stoul(name));
+    } else if (kind == "user") {
+      const std::optional<uid_t> uid = accounts_.UserId(name);
+      if (!uid) {
+        diag_.Error(pos, path, "unknown user " + Quote(name) + " (no such user on this system)");
+        ok = false;
+        continue;
+      }
+      entry.id = *uid;
+    } else {
+      const std::optional<gid_t> gid = accounts_.GroupId(name);
+      if (!gid) {
+        diag_.Error(pos, path, "unknown group " + Quote(name) + " (no such group on this system)");
+        ok = false;
+        continue;
+      }
+      entry.id = *gid;
+    }
+    out.push_back(std::move(entry));
+  }
+  if (!ok) return std::nullopt;
+  return out;
+}
+
+void Loader::LoadAccess(const Value& section, AccessOptions& out) {
+  for (const Value& v : Entries(section, kAccessKeys)) {
+    const std::string key = KeyOf(v);
+    if (auto list = AccessList(v)) (key == "clients" ? out.clients : out.admins) = std::move(*list);
+  }
 }
 
 void Loader::LoadSocket(const Value& section, SocketOptions& out) {
@@ -955,18 +1012,9 @@ TenantFields Loader::ParseTenantFields(const Value& map, bool is_defaults) {
                                                                              v.path, v.pos};
       }
     } else if (key == "clients") {
-      std::optional<std::vector<std::string>> list = StringList(v);
-      if (!list) continue;
-      bool ok = true;
-      for (size_t i = 0; i < list->size(); ++i) {
-        if (!IsValidAccessEntry((*list)[i])) {
-          diag_.Error(PosOf(v.node[i]), v.path + "[" + std::to_string(i) + "]",
-                      "expected \"user:NAME\", \"group:NAME\", \"uid:N\" or \"gid:N\"; got " +
-                          Quote((*list)[i]));
-          ok = false;
-        }
+      if (auto list = AccessList(v)) {
+        t.clients = Located<std::vector<AccessEntry>>{std::move(*list), v.path, v.pos};
       }
-      if (ok) t.clients = Located<std::vector<std::string>>{std::move(*list), v.path, v.pos};
     }
   }
 
@@ -1121,7 +1169,8 @@ TenantConfig Loader::ResolveTenant(const TenantFields& own, const TenantFields& 
     out.params = (own.params ? own.params : defaults.params)->value;
   }
   if (own.clients || defaults.clients) {
-    out.clients = (own.clients ? own.clients : defaults.clients)->value;
+    out.client_entries = (own.clients ? own.clients : defaults.clients)->value;
+    for (const AccessEntry& entry : out.client_entries) out.clients.push_back(entry.text);
   }
   return out;
 }
@@ -1167,27 +1216,19 @@ void Loader::Load(const YAML::Node& root, Config& config) {
   }
   if (!root.IsMap()) {
     diag_.Error(root_value.pos, "",
-                "expected a mapping of sections (socket, refresh, backoff, http, defaults, "
-                "tenants, logging, metrics, state)");
+                "expected a mapping of sections (socket, access, refresh, backoff, http, "
+                "defaults, tenants, logging, metrics, state)");
     return;
   }
-  std::vector<std::string_view> known(std::begin(kTopLevelKeys), std::end(kTopLevelKeys));
-  known.insert(known.end(), std::begin(kUnsupportedSections), std::end(kUnsupportedSections));
-
   std::unordered_map<std::string, Value> sections;
-  for (const Value& v : Entries(root_value, known)) {
-    if (Contains(kUnsupportedSections, v.path)) {
-      diag_.Error(v.key_pos, v.path, "not supported yet by this version of tokend");
-      continue;
-    }
-    sections.emplace(v.path, v);
-  }
+  for (const Value& v : Entries(root_value, kTopLevelKeys)) sections.emplace(v.path, v);
   auto section = [&](const char* name) {
     const auto it = sections.find(name);
     return it == sections.end() ? Value{name, YAML::Node(), {}, {}} : it->second;
   };
 
   LoadSocket(section("socket"), config.socket);
+  LoadAccess(section("access"), config.access);
   LoadRefresh(section("refresh"), config.refresh);
   LoadBackoff(section("backoff"), config.backoff);
   LoadHttp(section("http"), config.http);
@@ -1204,7 +1245,8 @@ void Loader::Load(const YAML::Node& root, Config& config) {
 }
 
 ConfigLoadResult LoadFromText(const std::string& yaml_text, const std::string& path,
-                              const std::filesystem::path& base_dir, const SecretSource& env) {
+                              const std::filesystem::path& base_dir, const SecretSource& env,
+                              const AccountDirectory& accounts) {
   ConfigLoadResult result;
   result.config.source_path = path;
   Diagnostics diag(path);
@@ -1213,7 +1255,7 @@ ConfigLoadResult LoadFromText(const std::string& yaml_text, const std::string& p
     if (documents.size() > 1) {
       diag.Error({}, "", "expected one YAML document, found " + std::to_string(documents.size()));
     } else {
-      Loader loader(diag, env, base_dir);
+      Loader loader(diag, env, accounts, base_dir);
       loader.Load(documents.empty() ? YAML::Node() : documents[0], result.config);
     }
   } catch (const YAML::Exception& e) {
@@ -1256,11 +1298,21 @@ std::string TokenUrlForRegion(const std::string& region) {
 }
 
 ConfigLoadResult LoadConfigString(const std::string& yaml_text, const std::string& path,
+                                  const SecretSource& env, const AccountDirectory& accounts) {
+  return LoadFromText(yaml_text, path, {}, env, accounts);
+}
+
+ConfigLoadResult LoadConfigString(const std::string& yaml_text, const std::string& path,
                                   const SecretSource& env) {
-  return LoadFromText(yaml_text, path, {}, env);
+  return LoadConfigString(yaml_text, path, env, SystemAccounts::Instance());
 }
 
 ConfigLoadResult LoadConfigFile(const std::string& path, const SecretSource& env) {
+  return LoadConfigFile(path, env, SystemAccounts::Instance());
+}
+
+ConfigLoadResult LoadConfigFile(const std::string& path, const SecretSource& env,
+                                const AccountDirectory& accounts) {
   auto single_error = [&](const std::string& message) {
     ConfigLoadResult result;
     result.config.source_path = path;
@@ -1291,7 +1343,7 @@ ConfigLoadResult LoadConfigFile(const std::string& path, const SecretSource& env
     return single_error(std::string("cannot read config file: ") + std::strerror(read_errno));
   }
   if (text.size() > kMaxConfigBytes) return single_error("config file is larger than 4 MiB");
-  return LoadFromText(text, path, std::filesystem::path(path).parent_path(), env);
+  return LoadFromText(text, path, std::filesystem::path(path).parent_path(), env, accounts);
 }
 
 }  // namespace tokend

@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 
+#include "tokend/access_policy.h"
 #include "tokend/clock.h"
 #include "tokend/config.h"
 #include "tokend/event_log.h"
@@ -179,7 +180,9 @@ class Daemon final : public RefreshControl {
         started_(clock.Now()),
         store_(config_.refresh.expiry_margin),
         engine_(config_, store_, log_, clock_),
-        server_(config_.socket, store_, *this, clock_, log_) {}
+        server_(config_.socket, store_, *this, clock_, log_) {
+    server_.SetAccessPolicy(AccessPolicy::FromConfig(config_));
+  }
 
   int Run(const sigset_t& signals);
 
@@ -225,6 +228,7 @@ ReloadOutcome Daemon::Reload() {
     config_ = std::move(loaded.config);
     log_.SetOptions(config_.logging);
     engine_.ApplyConfig(config_);
+    server_.SetAccessPolicy(AccessPolicy::FromConfig(config_));  // names resolved again
     outcome.ok = true;
     outcome.tenants = config_.tenants.size();
     log_.Info("reload_ok", "config reloaded", {{"tenants", outcome.tenants}});

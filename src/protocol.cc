@@ -1,5 +1,7 @@
 #include "tokend/protocol.h"
 
+#include <unistd.h>
+
 #include <charconv>
 #include <exception>
 #include <nlohmann/json.hpp>
@@ -176,15 +178,43 @@ void AppendJsonString(std::string& out, std::string_view s) {
 
 Dispatcher::Dispatcher(TokenStore& store, RefreshControl& control, const Clock& clock,
                        MonoTime started)
-    : store_(store), control_(control), clock_(clock), started_(started) {}
+    : store_(store),
+      control_(control),
+      clock_(clock),
+      started_(started),
+      policy_(std::make_shared<const AccessPolicy>(geteuid())) {}
+
+void Dispatcher::SetAccessPolicy(std::shared_ptr<const AccessPolicy> policy) {
+  std::lock_guard lock(policy_mutex_);
+  policy_ = std::move(policy);
+  generation_.fetch_add(1, std::memory_order_acq_rel);
+}
+
+PeerAccess Dispatcher::Evaluate(const Peer& peer) const {
+  std::shared_ptr<const AccessPolicy> policy;
+  uint64_t generation;
+  {
+    std::lock_guard lock(policy_mutex_);
+    policy = policy_;
+    generation = generation_.load(std::memory_order_acquire);
+  }
+  PeerAccess access = policy->Evaluate(peer);
+  access.generation = generation;
+  return access;
+}
 
 std::span<const Dispatcher::Op> Dispatcher::Ops() {
   // Adding an op is one entry here (and its handler).
   static constexpr Op kOps[] = {
-      {"get", &Dispatcher::Get, false, false},  {"status", &Dispatcher::Status, false, false},
-      {"ping", &Dispatcher::Ping, false, true}, {"watch", nullptr, false, false},
-      {"invalidate", nullptr, false, false},    {"refresh", nullptr, true, false},
-      {"reload", nullptr, true, false},         {"metrics", nullptr, false, false},
+      // name, handler, admin_only, allowed_during_watch, open_to_all
+      {"get", &Dispatcher::Get, false, false, false},
+      {"status", &Dispatcher::Status, false, false, false},
+      {"ping", &Dispatcher::Ping, false, true, true},
+      {"watch", &Dispatcher::Watch, false, false, false},
+      {"invalidate", &Dispatcher::Invalidate, false, false, false},
+      {"refresh", &Dispatcher::Refresh, true, false, false},
+      {"reload", &Dispatcher::Reload, true, false, false},
+      {"metrics", &Dispatcher::Metrics, false, false, false},
   };
   return kOps;
 }
@@ -216,6 +246,13 @@ std::string Dispatcher::ErrorLine(ErrorCode code, std::string_view message) {
 }
 
 Outcome Dispatcher::Handle(std::string_view line, const Peer& peer, std::string& out) const {
+  Session session;
+  session.peer = peer;
+  session.access = Evaluate(peer);
+  return Handle(line, session, out);
+}
+
+Outcome Dispatcher::Handle(std::string_view line, const Session& session, std::string& out) const {
   const size_t mark = out.size();
   json body = json::parse(line, nullptr, /*allow_exceptions=*/false);
   Outcome outcome;
@@ -251,6 +288,17 @@ Outcome Dispatcher::Handle(std::string_view line, const Peer& peer, std::string&
   }
   const std::string& op_name = op_field->get_ref<const std::string&>();
   const Op* op = FindOp(op_name);
+  if (op != nullptr) outcome.op = static_cast<int>(op - Ops().data());
+  if (!session.access.client && (op == nullptr || !op->open_to_all)) {
+    // Not even an unknown op's name is discussed with a stranger; ping is for anyone.
+    if (op == nullptr) outcome.op = kOpUnknown;
+    outcome.error =
+        Fail(out, id_json, ErrorCode::kForbidden,
+             "uid " + std::to_string(session.peer.uid) + " may not use tokend (see access.clients)")
+            .error;
+    outcome.denied = Denial{};
+    return outcome;
+  }
   if (op == nullptr) {
     outcome.op = kOpUnknown;
     std::string message = "unknown op ";
@@ -258,10 +306,23 @@ Outcome Dispatcher::Handle(std::string_view line, const Peer& peer, std::string&
     outcome.error = Fail(out, id_json, ErrorCode::kUnknownOp, message).error;
     return outcome;
   }
-  outcome.op = static_cast<int>(op - Ops().data());
   if (op->handler == nullptr) {
     std::string message = "op " + std::string(op->name) + " is not supported yet";
     outcome.error = Fail(out, id_json, ErrorCode::kUnknownOp, message).error;
+    return outcome;
+  }
+  if (op->admin_only && !session.access.admin) {
+    outcome.error = Fail(out, id_json, ErrorCode::kForbidden,
+                         "op " + std::string(op->name) + " is for admins; uid " +
+                             std::to_string(session.peer.uid) + " is not one (see access.admins)")
+                        .error;
+    outcome.denied = Denial{};
+    return outcome;
+  }
+  if (session.watching && !op->allowed_during_watch) {
+    outcome.error = Fail(out, id_json, ErrorCode::kBadRequest,
+                         "this connection watches; only ping may be sent on it")
+                        .error;
     return outcome;
   }
   if (std::string_view problem = CheckFields(body); !problem.empty()) {
@@ -271,8 +332,9 @@ Outcome Dispatcher::Handle(std::string_view line, const Peer& peer, std::string&
 
   // The one place where a failing handler becomes an error answer.
   try {
-    Outcome handled = (this->*(op->handler))(Request{body, id_json, peer}, out);
+    Outcome handled = (this->*(op->handler))(Request{body, id_json, session}, out);
     handled.op = outcome.op;
+    if (handled.pending) handled.pending->op = outcome.op;
     return handled;
   } catch (const std::exception& e) {
     out.resize(mark);
@@ -283,15 +345,17 @@ Outcome Dispatcher::Handle(std::string_view line, const Peer& peer, std::string&
 
 Outcome Dispatcher::Resume(PendingGet& get, std::string& out) const {
   Outcome outcome;
-  outcome.op = static_cast<int>(FindOp("get") - Ops().data());
+  outcome.op = get.op;
   bool final = clock_.Now() >= get.deadline;
-  if (AnswerGet(get.tenant, get.id_json, final, out, outcome)) return outcome;
+  if (AnswerGet(get.tenant, get.id_json, final, get.superseded.get(), out, outcome)) {
+    return outcome;
+  }
   outcome.pending = std::move(get);
   return outcome;
 }
 
 bool Dispatcher::AnswerGet(const std::string& tenant, std::string_view id_json, bool final,
-                           std::string& out, Outcome& outcome) const {
+                           const Token* superseded, std::string& out, Outcome& outcome) const {
   const MonoTime now = clock_.Now();
   std::shared_ptr<const Token> token = store_.Servable(tenant, now);
   std::optional<TenantView> view;
@@ -306,6 +370,7 @@ bool Dispatcher::AnswerGet(const std::string& tenant, std::string_view id_json, 
     // Published between the two reads.
     if (view->token && store_.Servable(*view->token, now)) token = view->token;
   }
+  if (token && superseded != nullptr && token.get() == superseded && !final) return false;
   if (token) {
     out.reserve(out.size() + token->access_token.size() + tenant.size() + id_json.size() + 128);
     out += '{';
@@ -354,21 +419,185 @@ bool Dispatcher::AnswerGet(const std::string& tenant, std::string_view id_json, 
   return true;
 }
 
-Outcome Dispatcher::Get(const Request& request, std::string& out) const {
-  Outcome outcome;
+const std::string* Dispatcher::ReadableTenant(const Request& request, std::string& out,
+                                              Outcome& outcome) const {
   auto tenant_field = request.body.find("tenant");
   if (tenant_field == request.body.end()) {
-    return Fail(out, request.id_json, ErrorCode::kBadRequest, "missing field: tenant");
+    outcome = Fail(out, request.id_json, ErrorCode::kBadRequest, "missing field: tenant");
+    return nullptr;
   }
   const std::string& tenant = tenant_field->get_ref<const std::string&>();
+  if (request.session.access.MayRead(tenant)) return &tenant;
+  if (!store_.Known(tenant)) {
+    std::string message = "unknown tenant ";
+    AppendJsonString(message, tenant);
+    outcome = Fail(out, request.id_json, ErrorCode::kUnknownTenant, message);
+  } else {
+    std::string message = "uid " + std::to_string(request.session.peer.uid) +
+                          " may not read tenant " + tenant + " (see its clients)";
+    outcome = Fail(out, request.id_json, ErrorCode::kForbidden, message);
+    outcome.denied = Denial{tenant};
+  }
+  return nullptr;
+}
+
+Outcome Dispatcher::AnswerOrPark(const Request& request, const std::string& tenant, int op,
+                                 std::shared_ptr<const Token> superseded, std::string& out) const {
+  Outcome outcome;
   int64_t wait_ms = 0;
   if (auto wait = request.body.find("wait_ms"); wait != request.body.end()) {
     wait_ms = wait->get<int64_t>();
   }
-  if (AnswerGet(tenant, request.id_json, wait_ms == 0, out, outcome)) return outcome;
-  outcome.pending = PendingGet{tenant, std::string(request.id_json), clock_.Now() + Millis(wait_ms),
-                               request.peer};
+  if (AnswerGet(tenant, request.id_json, wait_ms == 0, superseded.get(), out, outcome)) {
+    return outcome;
+  }
+  outcome.pending = PendingGet{
+      tenant, std::string(request.id_json), clock_.Now() + Millis(wait_ms), request.session.peer,
+      op,     std::move(superseded)};
   return outcome;
+}
+
+Outcome Dispatcher::Get(const Request& request, std::string& out) const {
+  Outcome outcome;
+  const std::string* tenant = ReadableTenant(request, out, outcome);
+  if (tenant == nullptr) return outcome;
+  return AnswerOrPark(request, *tenant, 0, nullptr, out);
+}
+
+Outcome Dispatcher::Invalidate(const Request& request, std::string& out) const {
+  Outcome outcome;
+  const std::string* tenant = ReadableTenant(request, out, outcome);
+  if (tenant == nullptr) return outcome;
+  auto token_field = request.body.find("access_token");
+  if (token_field == request.body.end()) {
+    return Fail(out, request.id_json, ErrorCode::kBadRequest, "missing field: access_token");
+  }
+  const std::string& rejected = token_field->get_ref<const std::string&>();
+  // The store decides: only the current token, once per token, at most once per
+  // interval. Reports of an older token change nothing.
+  if (store_.Invalidate(*tenant, rejected, clock_.Now(), kInvalidateInterval)) {
+    control_.Invalidate(*tenant, rejected);
+  }
+  return AnswerOrPark(request, *tenant, 0, nullptr, out);
+}
+
+Outcome Dispatcher::Refresh(const Request& request, std::string& out) const {
+  Outcome outcome;
+  const std::string* tenant = ReadableTenant(request, out, outcome);
+  if (tenant == nullptr) return outcome;
+  std::optional<TenantView> view = store_.Find(*tenant);
+  if (!view) {
+    std::string message = "unknown tenant ";
+    AppendJsonString(message, *tenant);
+    return Fail(out, request.id_json, ErrorCode::kUnknownTenant, message);
+  }
+  std::shared_ptr<const Token> current = view->token;
+  control_.RequestRefresh(*tenant);
+  return AnswerOrPark(request, *tenant, 0, std::move(current), out);
+}
+
+Outcome Dispatcher::Watch(const Request& request, std::string& out) const {
+  const PeerAccess& access = request.session.access;
+  WatchRequest watch;
+  auto tenants_field = request.body.find("tenants");
+  if (tenants_field == request.body.end()) {
+    watch.all = true;
+    for (const TenantView& view : store_.Snapshot()) {
+      if (access.MayRead(view.tenant)) watch.tenants.push_back(view.tenant);
+    }
+  } else {
+    if (tenants_field->empty()) {
+      return Fail(out, request.id_json, ErrorCode::kBadRequest,
+                  "field tenants must not be empty; leave it out to watch every tenant");
+    }
+    for (const auto& t : *tenants_field) {
+      const std::string& tenant = t.get_ref<const std::string&>();
+      if (std::find(watch.tenants.begin(), watch.tenants.end(), tenant) != watch.tenants.end()) {
+        continue;
+      }
+      if (!store_.Known(tenant)) {
+        std::string message = "unknown tenant ";
+        AppendJsonString(message, tenant);
+        return Fail(out, request.id_json, ErrorCode::kUnknownTenant, message);
+      }
+      if (!access.MayRead(tenant)) {
+        Outcome outcome = Fail(out, request.id_json, ErrorCode::kForbidden,
+                               "uid " + std::to_string(request.session.peer.uid) +
+                                   " may not read tenant " + tenant + " (see its clients)");
+        outcome.denied = Denial{tenant};
+        return outcome;
+      }
+      watch.tenants.push_back(tenant);
+    }
+  }
+  out += '{';
+  if (!request.id_json.empty()) {
+    out += "\"id\":";
+    out += request.id_json;
+    out += ',';
+  }
+  out += "\"ok\":true,\"watching\":[";
+  for (size_t i = 0; i < watch.tenants.size(); ++i) {
+    if (i > 0) out += ',';
+    AppendJsonString(out, watch.tenants[i]);
+  }
+  out += "]}";
+  Outcome outcome;
+  outcome.watch = std::move(watch);
+  return outcome;
+}
+
+Outcome Dispatcher::Reload(const Request& request, std::string& out) const {
+  const ReloadOutcome reloaded = control_.Reload();
+  nlohmann::ordered_json answer = nlohmann::ordered_json::object();
+  if (auto id = request.body.find("id"); id != request.body.end()) answer["id"] = *id;
+  answer["ok"] = reloaded.ok;
+  Outcome outcome;
+  if (reloaded.ok) {
+    answer["tenants"] = reloaded.tenants;
+  } else {
+    answer["error"] = ToString(ErrorCode::kBadRequest);
+    answer["message"] = "the new config has " + std::to_string(reloaded.errors.size()) +
+                        " error(s); the old config stays";
+    answer["errors"] = reloaded.errors;
+    outcome.error = ErrorCode::kBadRequest;
+  }
+  out += answer.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+  return outcome;
+}
+
+Outcome Dispatcher::Metrics(const Request& request, std::string& out) const {
+  out += '{';
+  if (!request.id_json.empty()) {
+    out += "\"id\":";
+    out += request.id_json;
+    out += ',';
+  }
+  out += "\"ok\":true,\"text\":";
+  AppendForeignString(out, control_.MetricsText());
+  out += '}';
+  return Outcome{};
+}
+
+void Dispatcher::AppendTokenEvent(std::string& out, std::string_view tenant, const Token& token,
+                                  MonoTime now) {
+  out += "{\"event\":\"token\",\"tenant\":";
+  AppendJsonString(out, tenant);
+  out += ",\"access_token\":";
+  AppendJsonString(out, token.access_token);
+  out += ",\"token_type\":";
+  AppendJsonString(out, TokenTypeForAnswer(token));
+  out += ",\"expires_at\":";
+  AppendInt(out, token.expires_at_unix);
+  out += ",\"expires_in\":";
+  AppendInt(out, FloorSeconds(token.expires, now));
+  out += '}';
+}
+
+void Dispatcher::AppendExpiredEvent(std::string& out, std::string_view tenant) {
+  out += "{\"event\":\"expired\",\"tenant\":";
+  AppendJsonString(out, tenant);
+  out += '}';
 }
 
 Outcome Dispatcher::Status(const Request& request, std::string& out) const {

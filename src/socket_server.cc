@@ -35,6 +35,11 @@ constexpr Millis kAcceptPause(100);  // after EMFILE/ENFILE
 
 constexpr int kNumResults = 1 + kNumErrorCodes;  // ok, then each ErrorCode
 
+// Tenants queued by the store listener before it just says "everything".
+constexpr size_t kMaxQueuedChanges = 4096;
+// A watcher with no token to time re-checks this often anyway.
+constexpr Millis kWatchRecheck(3600 * 1000);
+
 std::string Errno(int err) { return std::strerror(err); }
 
 // Room for a whole request line (with "\r\n") even when it exceeds the default.
@@ -45,8 +50,8 @@ size_t InputLimit(const SocketOptions& options) {
 }  // namespace
 
 struct SocketServer::Connection {
-  Connection(uint64_t id_in, int fd_in, Peer peer_in, MonoTime now)
-      : id(id_in), fd(fd_in), peer(peer_in), last_activity(now) {}
+  Connection(uint64_t id_in, int fd_in, Session session_in, MonoTime now)
+      : id(id_in), fd(fd_in), session(std::move(session_in)), last_activity(now) {}
   ~Connection() { ::close(fd); }
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -56,7 +61,16 @@ struct SocketServer::Connection {
 
   const uint64_t id;
   const int fd;
-  const Peer peer;
+  Session session;  // the peer, its access, whether it watches
+
+  struct Watch {
+    bool all = false;                  // every tenant the peer may read
+    std::vector<std::string> tenants;  // when !all
+    // The last token pushed per tenant; null once `expired` was pushed.
+    std::unordered_map<std::string, std::shared_ptr<const Token>> pushed;
+    std::optional<MonoTime> next_expiry;  // no later than the first pushed token's
+  };
+  std::unique_ptr<Watch> watch;  // set once `watch` was accepted
 
   std::string in;  // received bytes; those before in_pos are handled
   size_t in_pos = 0;
@@ -179,9 +193,20 @@ std::string SocketServer::Start(int inherited_listen_fd) {
     return error;
   }
 
-  // Cheap unless a `get` waits: most store changes find no parked request.
-  listener_id_ = store_.AddListener([this](const std::string&) {
-    if (parked_count_.load() > 0) Wake();
+  // Cheap unless a `get` waits or someone watches: then it queues and wakes,
+  // and never blocks the refresh thread for longer than a short lock.
+  listener_id_ = store_.AddListener([this](const std::string& tenant) {
+    bool wake = parked_count_.load() > 0;
+    if (watcher_count_.load() > 0) {
+      std::lock_guard changes_lock(changes_mutex_);
+      if (tenant.empty() || changed_tenants_.size() >= kMaxQueuedChanges) {
+        all_changed_ = true;
+      } else {
+        changed_tenants_.insert(tenant);
+      }
+      wake = true;
+    }
+    if (wake) Wake();
   });
   thread_ = std::thread([this] { Run(); });
   log_.Info("listening", "serving the socket", {{"socket", where}, {"activated", activated}});
@@ -205,6 +230,8 @@ void SocketServer::CleanUp() {
   }
   timers_.clear();
   parked_ids_.clear();
+  watcher_ids_.clear();
+  watcher_count_.store(0);
   connections_.clear();
   connections_open_.store(0);
   if (listen_fd_ >= 0) ::close(listen_fd_);
@@ -249,6 +276,13 @@ SocketCounters SocketServer::Counters() const {
   return counters;
 }
 
+void SocketServer::SetAccessPolicy(std::shared_ptr<const AccessPolicy> policy) {
+  // No Wake(): this may race with Stop() closing the eventfd, and may run on
+  // the loop thread itself (`reload`). The loop compares generations every time
+  // round (at least once a second), and every connection before each request.
+  dispatcher_.SetAccessPolicy(std::move(policy));
+}
+
 void SocketServer::Count(const Outcome& outcome) {
   int result = outcome.error ? 1 + static_cast<int>(*outcome.error) : 0;
   request_counts_[Dispatcher::OpSlot(outcome.op) * kNumResults + result].fetch_add(
@@ -279,7 +313,11 @@ void SocketServer::Run() {
       }
     }
     if (stop_.load()) break;
-    if (woken) ResumeAllParked();
+    if (woken) {
+      ResumeAllParked();
+      PushWatchEvents();
+    }
+    if (dispatcher_.AccessGeneration() != watchers_generation_) ReevaluateWatchers();
     RunTimers();
     last_progress_.store(clock_.Now().time_since_epoch().count());
   }
@@ -310,20 +348,23 @@ void SocketServer::AcceptAll() {
     if (connections_.size() >= static_cast<size_t>(std::max(0, options_.max_connections))) {
       static const std::string kBusy =
           Dispatcher::ErrorLine(ErrorCode::kBusy, "too many connections; try again later") + "\n";
+      // Counted before the peer can read the answer (tests read both).
+      connections_busy_.fetch_add(1, std::memory_order_relaxed);
       [[maybe_unused]] ssize_t sent =
           send(fd, kBusy.data(), kBusy.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
       ::close(fd);
-      connections_busy_.fetch_add(1, std::memory_order_relaxed);
       continue;
     }
-    Peer peer;
+    Session session;
     ucred cred{};
     socklen_t len = sizeof cred;
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
-      peer = Peer{cred.uid, cred.gid, cred.pid};
+      session.peer = Peer{cred.uid, cred.gid, cred.pid};
     }
+    // Once per connection: requests only compare the generation.
+    session.access = dispatcher_.Evaluate(session.peer);
     const uint64_t id = next_connection_id_++;
-    auto conn = std::make_unique<Connection>(id, fd, peer, clock_.Now());
+    auto conn = std::make_unique<Connection>(id, fd, std::move(session), clock_.Now());
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLRDHUP;
     ev.data.u64 = id;
@@ -418,12 +459,15 @@ void SocketServer::Process(Connection& conn) {
       break;
     }
     if (line.empty()) continue;  // blank lines are tolerated
-    Outcome outcome = dispatcher_.Handle(line, conn.peer, conn.out);
+    RefreshAccess(conn);
+    Outcome outcome = dispatcher_.Handle(line, conn.session, conn.out);
+    if (outcome.denied) LogDenied(conn, outcome);
     if (outcome.pending) {
       Park(conn, std::move(*outcome.pending));
     } else {
       conn.out += '\n';
       Count(outcome);
+      if (outcome.watch) BecomeWatcher(conn, std::move(*outcome.watch));
     }
   }
   // Drop what was handled; memmove only when it is worth it.
@@ -510,6 +554,10 @@ void SocketServer::Settle(Connection& conn) {
       Close(conn);
       return;
     }
+    if (conn.watch && conn.PendingOutput() > kMaxWatchBacklog) {
+      DropWatcher(conn, "backlog");
+      return;
+    }
     if (conn.parked || conn.closing || conn.PendingOutput() >= kMaxPendingOutput ||
         conn.BufferedInput() == 0) {
       break;
@@ -519,7 +567,9 @@ void SocketServer::Settle(Connection& conn) {
     if (conn.BufferedInput() == before && !conn.parked && !conn.closing) break;
   }
   const bool drained = conn.PendingOutput() == 0;
-  if (drained && (conn.closing || (conn.read_eof && !conn.parked && conn.BufferedInput() == 0))) {
+  // A watcher that half-closed still gets its events.
+  if (drained && (conn.closing ||
+                  (conn.read_eof && !conn.parked && !conn.watch && conn.BufferedInput() == 0))) {
     Close(conn);  // answered everything that will ever be asked
     return;
   }
@@ -537,7 +587,13 @@ void SocketServer::Settle(Connection& conn) {
     }
     conn.events = events;
   }
-  Schedule(conn, conn.parked ? conn.parked->deadline : conn.last_activity + options_.idle_timeout);
+  MonoTime due = conn.last_activity + options_.idle_timeout;
+  if (conn.parked) {
+    due = conn.parked->deadline;
+  } else if (conn.watch) {
+    due = conn.watch->next_expiry.value_or(clock_.Now() + kWatchRecheck);
+  }
+  Schedule(conn, due);
 }
 
 void SocketServer::Close(Connection& conn) {
@@ -546,6 +602,10 @@ void SocketServer::Close(Connection& conn) {
   if (conn.parked) {
     parked_ids_.erase(id);
     parked_count_.fetch_sub(1);
+  }
+  if (conn.watch) {
+    watcher_ids_.erase(id);
+    watcher_count_.fetch_sub(1);
   }
   connections_.erase(id);  // closes the fd, which leaves the epoll set
   connections_open_.store(static_cast<int64_t>(connections_.size()), std::memory_order_relaxed);
@@ -563,6 +623,7 @@ void SocketServer::Schedule(Connection& conn, MonoTime when) {
 
 void SocketServer::RunTimers() {
   MonoTime now = clock_.Now();
+  ExpireDenials();
   if (accept_paused_ && now >= accept_paused_until_) {
     accept_paused_ = false;
     epoll_event ev{};
@@ -581,6 +642,23 @@ void SocketServer::RunTimers() {
       if (now >= conn.parked->deadline) {
         Resume(conn);  // answers `unavailable`
         if (!conn.parked) Process(conn);
+      }
+      Settle(conn);
+      continue;
+    }
+    if (conn.watch) {  // never idle: times the expiry of what it was pushed
+      Connection::Watch& w = *conn.watch;
+      w.next_expiry.reset();
+      std::vector<std::string> due;
+      for (const auto& [tenant, token] : w.pushed) {
+        if (token && !store_.Servable(*token, now)) due.push_back(tenant);
+      }
+      for (const std::string& tenant : due) PushTenant(conn, tenant, now);
+      const Millis margin = store_.expiry_margin();
+      for (const auto& [tenant, token] : w.pushed) {
+        if (token && (!w.next_expiry || token->expires - margin < *w.next_expiry)) {
+          w.next_expiry = token->expires - margin;
+        }
       }
       Settle(conn);
       continue;
@@ -604,6 +682,161 @@ int SocketServer::NextTimeoutMs() const {
   if (*next <= now) return 0;
   auto ms = std::chrono::ceil<Millis>(*next - now).count();
   return static_cast<int>(std::min<int64_t>(ms, kMaxIdleMs));
+}
+
+}  // namespace tokend
+
+namespace tokend {
+
+void SocketServer::RefreshAccess(Connection& conn) {
+  if (conn.session.access.generation != dispatcher_.AccessGeneration()) {
+    conn.session.access = dispatcher_.Evaluate(conn.session.peer);
+  }
+}
+
+void SocketServer::LogDenied(const Connection& conn, const Outcome& outcome) {
+  const Peer& peer = conn.session.peer;
+  if (!denials_.Admit(peer.uid, clock_.Now())) return;
+  Fields fields = {{"uid", peer.uid},
+                   {"gid", peer.gid},
+                   {"pid", peer.pid},
+                   {"op", std::string(Dispatcher::OpLabel(outcome.op))}};
+  if (!outcome.denied->tenant.empty()) fields["tenant"] = outcome.denied->tenant;
+  log_.Warn("client_denied", "request refused by access control", fields);
+}
+
+void SocketServer::ExpireDenials() {
+  for (const DenialThrottle::Suppressed& s : denials_.Expire(clock_.Now())) {
+    log_.Warn("client_denied_suppressed", "more requests were refused than logged",
+              {{"uid", s.uid},
+               {"suppressed", s.count},
+               {"window_s",
+                std::chrono::duration_cast<std::chrono::seconds>(denials_.window()).count()}});
+  }
+}
+
+void SocketServer::ReevaluateWatchers() {
+  watchers_generation_ = dispatcher_.AccessGeneration();
+  std::vector<uint64_t> ids(watcher_ids_.begin(), watcher_ids_.end());
+  for (uint64_t id : ids) {
+    auto it = connections_.find(id);
+    if (it == connections_.end()) continue;
+    Connection& conn = *it->second;
+    RefreshAccess(conn);
+    const PeerAccess& access = conn.session.access;
+    Connection::Watch& w = *conn.watch;
+    bool revoked = !access.client;
+    if (!w.all) {
+      for (const std::string& tenant : w.tenants) revoked = revoked || !access.MayRead(tenant);
+    }
+    if (revoked) {
+      DropWatcher(conn, "access_revoked");
+      continue;
+    }
+    std::erase_if(w.pushed, [&](const auto& entry) { return !access.MayRead(entry.first); });
+    UpdateWatcher(conn, "");  // tenants it may read now
+    Settle(conn);
+  }
+}
+
+void SocketServer::BecomeWatcher(Connection& conn, WatchRequest request) {
+  conn.session.watching = true;
+  conn.watch = std::make_unique<Connection::Watch>();
+  conn.watch->all = request.all;
+  if (!request.all) conn.watch->tenants = std::move(request.tenants);
+  // Counted before the store is read, so that no change slips by unseen.
+  watcher_ids_.insert(conn.id);
+  watcher_count_.fetch_add(1);
+  if (conn.timer_at) {  // the idle timer no longer applies
+    timers_.erase({*conn.timer_at, conn.id});
+    conn.timer_at.reset();
+  }
+  UpdateWatcher(conn, "");
+}
+
+void SocketServer::PushTenant(Connection& conn, const std::string& tenant, MonoTime now) {
+  Connection::Watch& w = *conn.watch;
+  std::shared_ptr<const Token> token = store_.Servable(tenant, now);
+  auto it = w.pushed.find(tenant);
+  const Token* last = it != w.pushed.end() ? it->second.get() : nullptr;
+  if (token) {
+    if (last != nullptr && (last == token.get() || last->access_token == token->access_token)) {
+      it->second = std::move(token);  // the same token, republished
+      return;
+    }
+    Dispatcher::AppendTokenEvent(conn.out, tenant, *token, now);
+    conn.out += '\n';
+    const MonoTime until = token->expires - store_.expiry_margin();
+    if (!w.next_expiry || until < *w.next_expiry) w.next_expiry = until;
+    w.pushed[tenant] = std::move(token);
+  } else if (last != nullptr) {
+    Dispatcher::AppendExpiredEvent(conn.out, tenant);
+    conn.out += '\n';
+    it->second.reset();
+  }
+}
+
+void SocketServer::UpdateWatcher(Connection& conn, const std::string& tenant) {
+  Connection::Watch& w = *conn.watch;
+  const PeerAccess& access = conn.session.access;
+  const MonoTime now = clock_.Now();
+  if (!tenant.empty()) {
+    const bool watched =
+        w.all ? access.MayRead(tenant)
+              : std::find(w.tenants.begin(), w.tenants.end(), tenant) != w.tenants.end();
+    if (watched) PushTenant(conn, tenant, now);
+    return;
+  }
+  if (!w.all) {
+    for (const std::string& t : w.tenants) PushTenant(conn, t, now);
+    return;
+  }
+  std::unordered_set<std::string> seen;
+  for (const TenantView& view : store_.Snapshot()) {
+    if (!access.MayRead(view.tenant)) continue;
+    seen.insert(view.tenant);
+    PushTenant(conn, view.tenant, now);
+  }
+  std::vector<std::string> gone;  // removed by a reload: their last token is gone too
+  for (const auto& [t, token] : w.pushed) {
+    if (!seen.count(t)) gone.push_back(t);
+  }
+  for (const std::string& t : gone) PushTenant(conn, t, now);
+}
+
+void SocketServer::PushWatchEvents() {
+  if (watcher_ids_.empty()) return;
+  bool all = false;
+  std::unordered_set<std::string> changed;
+  {
+    std::lock_guard lock(changes_mutex_);
+    all = all_changed_;
+    all_changed_ = false;
+    changed.swap(changed_tenants_);
+  }
+  if (!all && changed.empty()) return;
+  std::vector<uint64_t> ids(watcher_ids_.begin(), watcher_ids_.end());
+  for (uint64_t id : ids) {
+    auto it = connections_.find(id);
+    if (it == connections_.end()) continue;
+    Connection& conn = *it->second;
+    if (all) {
+      UpdateWatcher(conn, "");
+    } else {
+      for (const std::string& tenant : changed) UpdateWatcher(conn, tenant);
+    }
+    Settle(conn);  // sends now; drops it if it stopped reading long ago
+  }
+}
+
+void SocketServer::DropWatcher(Connection& conn, const char* reason) {
+  const Peer& peer = conn.session.peer;
+  log_.Warn("watcher_dropped", "closing a watching connection",
+            {{"reason", reason},
+             {"uid", peer.uid},
+             {"pid", peer.pid},
+             {"unsent_bytes", conn.PendingOutput()}});
+  Close(conn);
 }
 
 }  // namespace tokend

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -26,6 +27,26 @@ struct SocketOptions {
   int max_connections = 512;
   size_t max_request_bytes = 8192;
   Millis idle_timeout = Millis(5 * 60 * 1000);
+};
+
+// One entry of an access list (SPEC §3 access.clients, access.admins, a tenant's
+// clients) with its name resolved to a number when the config was loaded.
+struct AccessEntry {
+  enum class Kind {
+    kUid,  // "user:NAME" or "uid:N": the peer's uid
+    kGid,  // "group:NAME" or "gid:N": the peer's primary gid or any group of its user
+  };
+  Kind kind = Kind::kUid;
+  uint32_t id = 0;
+  std::string text;  // as written, e.g. "group:apps"
+
+  bool operator==(const AccessEntry&) const = default;
+};
+
+// SPEC §3 `access`. Root and tokend's own uid are always clients and admins.
+struct AccessOptions {
+  std::vector<AccessEntry> clients;  // empty = nobody else
+  std::vector<AccessEntry> admins;   // may also refresh and reload; they are clients too
 };
 
 // SPEC §3 `refresh`.
@@ -83,7 +104,8 @@ struct TenantConfig {
   AuthMethod auth_method = AuthMethod::kBasic;
   std::vector<std::string> scopes;
   std::vector<std::pair<std::string, std::string>> params;  // extra form fields, in order
-  std::vector<std::string> clients;                         // per-tenant access entries
+  std::vector<std::string> clients;                         // per-tenant access entries, as written
+  std::vector<AccessEntry> client_entries;                  // the same, resolved
 
   // True when a token obtained for `other` is one this tenant may use: client_id,
   // client_secret, token_url, auth_method, scopes and params are all equal (id and
@@ -94,6 +116,7 @@ struct TenantConfig {
 struct Config {
   std::string source_path;  // the file it was loaded from
   SocketOptions socket;
+  AccessOptions access;
   RefreshOptions refresh;
   BackoffOptions backoff;
   HttpOptions http;
@@ -129,6 +152,8 @@ struct ConfigLoadResult {
   bool ok() const { return errors.empty(); }
 };
 
+class AccountDirectory;
+
 // Where secrets come from; a seam so tests need neither files nor env.
 class SecretSource {
  public:
@@ -144,16 +169,21 @@ class ProcessSecretSource final : public SecretSource {
 
 // Reads, validates and resolves the YAML config at `path` (SPEC §3): every key,
 // defaults, durations, region -> token_url, secrets (file, env, systemd credential
-// via $CREDENTIALS_DIRECTORY, inline with a warning). Never throws; never touches
-// the network. Reports every error found, sorted by position (docs/CONFIG.md has
-// the rules). Relative paths in the file (socket.path, http.ca_file,
-// client_secret_file) are resolved against the directory of `path`, and stored
-// resolved. The top-level sections access, metrics and state are errors
-// ("not supported yet") until they are implemented.
+// via $CREDENTIALS_DIRECTORY, inline with a warning), user and group names of
+// access lists (through `accounts`; an unknown name is an error). Never throws;
+// never touches the network. Reports every error found, sorted by position
+// (docs/CONFIG.md has the rules). Relative paths in the file (socket.path,
+// http.ca_file, client_secret_file) are resolved against the directory of
+// `path`, and stored resolved.
+ConfigLoadResult LoadConfigFile(const std::string& path, const SecretSource& env,
+                                const AccountDirectory& accounts);
+// With the system's accounts (SystemAccounts).
 ConfigLoadResult LoadConfigFile(const std::string& path, const SecretSource& env);
 
 // Same, from YAML text; `path` is only used in error messages and to resolve nothing:
 // relative paths stay relative to the working directory.
+ConfigLoadResult LoadConfigString(const std::string& yaml_text, const std::string& path,
+                                  const SecretSource& env, const AccountDirectory& accounts);
 ConfigLoadResult LoadConfigString(const std::string& yaml_text, const std::string& path,
                                   const SecretSource& env);
 

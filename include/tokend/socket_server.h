@@ -46,8 +46,23 @@ struct SocketCounters {
 // whose unread requests pile up behind a waiting `get`, is not read from until
 // they drain.
 //
-// Start(), Stop() and Counters() are thread-safe. The store, control, clock
-// and log must outlive the server.
+// Access control: each connection's PeerAccess is computed once at accept and
+// again after SetAccessPolicy; denials are logged as `client_denied`, at most
+// a few per uid per minute (DenialThrottle), then one
+// `client_denied_suppressed` line with the count.
+//
+// Watchers (`watch`): the store's change listener only queues the tenant and
+// wakes the loop (it never blocks the refresh thread); the loop pushes a token
+// event to each watcher whose last pushed token for that tenant differs, and an
+// `expired` event when the tenant has no servable token any more (expiry,
+// invalidate, removal; expiry is also timed by the loop). A watcher is exempt
+// from idle_timeout; it is dropped (`watcher_dropped`) when its unsent events
+// pass kMaxWatchBacklog, and when a reload takes away its right to a tenant it
+// named. On a watching connection only `ping` is answered; other requests get
+// bad_request; a half-close by the watcher does not end the watch.
+//
+// Start(), Stop(), SetAccessPolicy() and Counters() are thread-safe. The store,
+// control, clock and log must outlive the server.
 class SocketServer {
  public:
   SocketServer(SocketOptions options, TokenStore& store, RefreshControl& control,
@@ -71,6 +86,13 @@ class SocketServer {
   void Stop();
 
   SocketCounters Counters() const;
+
+  // Replaces the access policy (call before Start() and on reload). Open
+  // connections are re-evaluated before their next request; watchers at once.
+  void SetAccessPolicy(std::shared_ptr<const AccessPolicy> policy);
+
+  // Unsent events above which a watcher that does not read is dropped.
+  static constexpr size_t kMaxWatchBacklog = 1 << 20;
 
   // When the event loop last went round (it does at least once a second); for
   // the watchdog.
@@ -101,11 +123,28 @@ class SocketServer {
   void Count(const Outcome& outcome);
   void CleanUp();
 
+  // Access control.
+  void RefreshAccess(Connection& conn);  // when the policy changed since it was computed
+  void LogDenied(const Connection& conn, const Outcome& outcome);
+  void ExpireDenials();
+  void ReevaluateWatchers();
+
+  // Watching.
+  void BecomeWatcher(Connection& conn, WatchRequest request);
+  // Pushes what changed for `tenant` ("" = every tenant it watches) to `conn`.
+  void UpdateWatcher(Connection& conn, const std::string& tenant);
+  // Drains the queue filled by the store listener and pushes to every watcher.
+  void PushWatchEvents();
+  // Pushes a token event when `tenant`'s servable token differs from the last
+  // one pushed to `conn`, or `expired` when it has none any more.
+  void PushTenant(Connection& conn, const std::string& tenant, MonoTime now);
+  void DropWatcher(Connection& conn, const char* reason);
+
   const SocketOptions options_;
   TokenStore& store_;
   const Clock& clock_;
   EventLog& log_;
-  const Dispatcher dispatcher_;
+  Dispatcher dispatcher_;
 
   std::mutex lifecycle_mutex_;  // serializes Start() and Stop()
   bool started_ = false;        // GUARDED_BY(lifecycle_mutex_)
@@ -130,6 +169,14 @@ class SocketServer {
   std::atomic<bool> stop_{false};
   std::atomic<MonoTime::rep> last_progress_{0};
   std::atomic<int> parked_count_{0};  // read by the store listener
+
+  std::unordered_set<uint64_t> watcher_ids_;  // loop thread
+  std::atomic<int> watcher_count_{0};         // read by the store listener
+  std::mutex changes_mutex_;
+  std::unordered_set<std::string> changed_tenants_;  // GUARDED_BY(changes_mutex_)
+  bool all_changed_ = false;                         // GUARDED_BY(changes_mutex_)
+  uint64_t watchers_generation_ = 0;  // loop thread: the policy watchers were checked under
+  DenialThrottle denials_;            // loop thread
 
   std::atomic<int64_t> connections_open_{0};
   std::atomic<uint64_t> connections_accepted_{0};

@@ -1,11 +1,14 @@
 #include "tokend/socket_server.h"
 
 #include <gtest/gtest.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
 #include "socket_test_util.h"
@@ -73,7 +76,7 @@ TEST_F(SocketServerTest, PipelinedBurstIsAnsweredInOrder) {
   TestClient client(options_.path);
   std::string burst;
   const char* kinds[] = {R"("op":"get","tenant":"org-a")", R"("op":"ping")", R"("op":"status")",
-                         R"("op":"get","tenant":"nope")", R"("op":"watch")"};
+                         R"("op":"get","tenant":"nope")", R"("op":"frobnicate")"};
   for (int i = 0; i < 100; ++i) {
     burst += "{\"id\":" + std::to_string(i) + "," + kinds[i % 5] + "}\n";
   }
@@ -335,6 +338,156 @@ TEST_F(SocketServerTest, HalfClosedClientStillGetsItsAnswers) {
   EXPECT_EQ(Parse(client.ReadLine())["id"], 1);
   EXPECT_EQ(Parse(client.ReadLine())["id"], 2);
   EXPECT_TRUE(client.WaitClosed());
+}
+
+// --- watch ---
+
+TEST_F(SocketServerTest, WatcherGetsCurrentTokensAtOnceThenEachNewOne) {
+  PublishToken("org-a", "a1");
+  StartServer();
+  TestClient watcher(options_.path);
+  ASSERT_TRUE(watcher.Send("{\"op\":\"watch\",\"id\":1}\n"));
+  json answer = Parse(watcher.ReadLine());
+  EXPECT_EQ(answer, (json{{"id", 1}, {"ok", true}, {"watching", {"org-a", "org-b"}}}));
+  json first = Parse(watcher.ReadLine());
+  EXPECT_EQ(first["event"], "token");
+  EXPECT_EQ(first["tenant"], "org-a");
+  EXPECT_EQ(first["access_token"], "a1");
+  EXPECT_EQ(first["token_type"], "Bearer");
+  EXPECT_GT(first["expires_in"], 3500);
+  EXPECT_FALSE(watcher.ReadLine(Millis(100)).has_value());  // org-b has none yet
+
+  Steady::time_point published = Steady::now();
+  PublishToken("org-b", "b1");
+  json next = Parse(watcher.ReadLine());
+  EXPECT_LT(Steady::now() - published, Millis(100));
+  EXPECT_EQ(next["tenant"], "org-b");
+  EXPECT_EQ(next["access_token"], "b1");
+
+  // A republished view with the same token pushes nothing.
+  std::optional<TenantView> view = store_.Find("org-b");
+  view->state = TenantState::kStale;
+  store_.Publish(*view);
+  PublishToken("org-a", "a2");
+  EXPECT_EQ(Parse(watcher.ReadLine())["access_token"], "a2");
+}
+
+TEST_F(SocketServerTest, WatcherOfNamedTenantsOnlyHearsOfThose) {
+  StartServer();
+  TestClient watcher(options_.path);
+  ASSERT_TRUE(watcher.Send("{\"op\":\"watch\",\"tenants\":[\"org-b\"]}\n"));
+  EXPECT_EQ(Parse(watcher.ReadLine())["watching"], json::array({"org-b"}));
+  PublishToken("org-a", "a1");
+  PublishToken("org-b", "b1");
+  json event = Parse(watcher.ReadLine());
+  EXPECT_EQ(event["tenant"], "org-b");
+  EXPECT_FALSE(watcher.ReadLine(Millis(100)).has_value());
+}
+
+TEST_F(SocketServerTest, WatcherHearsWhenATenantLosesItsToken) {
+  PublishToken("org-a", "a1");
+  PublishToken("org-b", "b1", Millis(60300));  // servable for 300 ms (margin 60 s)
+  StartServer();
+  TestClient watcher(options_.path);
+  ASSERT_TRUE(watcher.Send("{\"op\":\"watch\"}\n"));
+  Parse(watcher.ReadLine());
+  std::set<std::string> tokens;
+  for (int i = 0; i < 2; ++i) tokens.insert(Parse(watcher.ReadLine())["access_token"]);
+  EXPECT_EQ(tokens, (std::set<std::string>{"a1", "b1"}));
+
+  // Expiry, timed by the server (the store is not told).
+  Steady::time_point start = Steady::now();
+  json expired = Parse(watcher.ReadLine(Millis(3000)));
+  EXPECT_EQ(expired, (json{{"event", "expired"}, {"tenant", "org-b"}}));
+  EXPECT_GE(Steady::now() - start, Millis(150));
+
+  // Invalidation.
+  ASSERT_TRUE(store_.Invalidate("org-a", "a1", clock_.Now(), Millis(10000)));
+  EXPECT_EQ(Parse(watcher.ReadLine()), (json{{"event", "expired"}, {"tenant", "org-a"}}));
+
+  // Removal by a reload, and a new token after re-adding.
+  PublishToken("org-a", "a2");
+  EXPECT_EQ(Parse(watcher.ReadLine())["access_token"], "a2");
+  store_.SetTenants({"org-b"});
+  EXPECT_EQ(Parse(watcher.ReadLine()), (json{{"event", "expired"}, {"tenant", "org-a"}}));
+  EXPECT_FALSE(watcher.ReadLine(Millis(100)).has_value());
+}
+
+TEST_F(SocketServerTest, WatchingConnectionAnswersPingOnlyAndIsNeverIdle) {
+  options_.idle_timeout = Millis(200);
+  StartServer();
+  TestClient watcher(options_.path);
+  ASSERT_TRUE(watcher.Send("{\"op\":\"watch\"}\n"));
+  Parse(watcher.ReadLine());
+  std::this_thread::sleep_for(Millis(500));
+  ASSERT_TRUE(
+      watcher.Send("{\"op\":\"get\",\"tenant\":\"org-a\",\"id\":1}\n"
+                   "{\"op\":\"ping\",\"id\":2}\n"));
+  json refused = Parse(watcher.ReadLine());
+  EXPECT_EQ(refused["id"], 1);
+  EXPECT_EQ(refused["error"], "bad_request");
+  EXPECT_EQ(Parse(watcher.ReadLine())["id"], 2);
+  // Half-closed: it still hears.
+  shutdown(watcher.fd(), SHUT_WR);
+  std::this_thread::sleep_for(Millis(300));
+  PublishToken("org-a", "a1");
+  EXPECT_EQ(Parse(watcher.ReadLine())["access_token"], "a1");
+}
+
+TEST_F(SocketServerTest, StuckWatcherIsDroppedWithoutHoldingUpOthers) {
+  StartServer();
+  TestClient stuck(options_.path);  // never reads
+  ASSERT_TRUE(stuck.Send("{\"op\":\"watch\"}\n"));
+  TestClient reader(options_.path);
+  ASSERT_TRUE(reader.Send("{\"op\":\"watch\"}\n"));
+  Parse(reader.ReadLine());
+  ASSERT_TRUE(WaitFor([&] {
+    for (const auto& r : server_->Counters().requests) {
+      if (r.op == "watch" && r.result == "ok" && r.count == 2) return true;
+    }
+    return false;
+  }));
+
+  // ~3 MiB of events: far past the bound plus what the socket buffers hold.
+  constexpr int kTokens = 48;
+  const std::string pad(64 * 1024, 'x');
+  for (int i = 0; i < kTokens; ++i) {
+    PublishToken(i % 2 ? "org-a" : "org-b", std::to_string(i) + pad);
+    json event = Parse(reader.ReadLine());
+    ASSERT_EQ(event["access_token"], std::to_string(i) + pad) << i;
+  }
+  EXPECT_TRUE(WaitFor([&] { return Logs().find("\"watcher_dropped\"") != std::string::npos; }));
+  EXPECT_NE(Logs().find("\"reason\":\"backlog\""), std::string::npos) << Logs().substr(0, 2000);
+  EXPECT_TRUE(stuck.WaitClosed());
+  EXPECT_EQ(server_->Counters().connections_open, 1);
+  PublishToken("org-a", "after");
+  EXPECT_EQ(Parse(reader.ReadLine())["access_token"], "after");
+}
+
+TEST_F(SocketServerTest, SocketIsNeverWiderThanItsModeEvenWithUmaskZero) {
+  // The file must not exist for a moment with a wider mode: watch its
+  // directory and stat it as soon as it appears.
+  options_.mode = 0600;
+  const mode_t old_mask = umask(0);
+  int inotify = inotify_init1(IN_CLOEXEC);
+  ASSERT_GE(inotify, 0);
+  ASSERT_GE(inotify_add_watch(inotify, dir_.path().c_str(), IN_CREATE), 0);
+  std::atomic<unsigned> seen_mode{0};
+  std::thread observer([&] {
+    char buf[4096];
+    if (read(inotify, buf, sizeof buf) > 0) {
+      struct stat st {};
+      if (lstat(options_.path.c_str(), &st) == 0) seen_mode = st.st_mode & 07777;
+    }
+  });
+  StartServer();
+  observer.join();
+  ::close(inotify);
+  EXPECT_EQ(umask(old_mask), 0u);  // Start() put the process umask back
+  EXPECT_EQ(seen_mode.load(), 0600u);
+  struct stat st {};
+  ASSERT_EQ(lstat(options_.path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
 }
 
 }  // namespace

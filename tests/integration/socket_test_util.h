@@ -12,11 +12,15 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "tokend/clock.h"
 #include "tokend/control.h"
@@ -46,13 +50,34 @@ class ScopedTempDir {
   std::string path_;
 };
 
+// Records what the socket side asked; tests may hook refresh and invalidate
+// (the hooks run on the server's loop thread).
 class FakeRefreshControl final : public RefreshControl {
  public:
   LimitSnapshot Limit() const override { return {4, 3, 1, 2}; }
-  void RequestRefresh(const std::string&) override {}
-  void Invalidate(const std::string&, const std::string&) override {}
-  ReloadOutcome Reload() override { return {true, 2, {}}; }
+  void RequestRefresh(const std::string& tenant) override {
+    {
+      std::lock_guard lock(mutex);
+      refreshed.push_back(tenant);
+    }
+    if (on_refresh) on_refresh(tenant);
+  }
+  void Invalidate(const std::string& tenant, const std::string& token) override {
+    {
+      std::lock_guard lock(mutex);
+      invalidated.emplace_back(tenant, token);
+    }
+    if (on_invalidate) on_invalidate(tenant);
+  }
+  ReloadOutcome Reload() override { return reload; }
   std::string MetricsText() override { return "tokend_build_info{version=\"test\"} 1\n"; }
+
+  std::function<void(const std::string&)> on_refresh;     // set before the server starts
+  std::function<void(const std::string&)> on_invalidate;  // set before the server starts
+  ReloadOutcome reload{true, 2, {}};                      // set before the server starts
+  std::mutex mutex;
+  std::vector<std::string> refreshed;                            // GUARDED_BY(mutex)
+  std::vector<std::pair<std::string, std::string>> invalidated;  // GUARDED_BY(mutex)
 };
 
 // A blocking-with-deadlines test client on one connection.

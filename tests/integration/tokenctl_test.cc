@@ -28,15 +28,17 @@ class TokenctlTest : public ServerFixture {
   void TearDown() override { unsetenv("TOKEND_SOCKET"); }
 
   // Runs tokenctl with `args`, pointed at the test socket unless told otherwise.
-  CtlRun Tokenctl(std::vector<std::string> args, bool with_socket = true) {
+  CtlRun Tokenctl(std::vector<std::string> args, bool with_socket = true,
+                  const std::string& stdin_text = "") {
     if (with_socket) args.insert(args.begin(), {"--socket", options_.path});
     args.insert(args.begin(), "tokenctl");
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
+    std::istringstream in(stdin_text);
     std::ostringstream out, err;
     CtlRun run;
-    run.code = RunTokenctl(static_cast<int>(args.size()), argv.data(), out, err);
+    run.code = RunTokenctl(static_cast<int>(args.size()), argv.data(), in, out, err);
     run.out = out.str();
     run.err = err.str();
     return run;
@@ -100,7 +102,13 @@ TEST_F(TokenctlTest, DaemonErrorExitsOne) {
 TEST_F(TokenctlTest, BadUsageExitsTwo) {
   for (const auto& args : std::vector<std::vector<std::string>>{{},
                                                                 {"frobnicate"},
-                                                                {"watch"},
+                                                                {"watch", "--bogus"},
+                                                                {"invalidate"},
+                                                                {"invalidate", "org-a"},
+                                                                {"refresh"},
+                                                                {"refresh", "a", "--wait", "1m"},
+                                                                {"reload", "x"},
+                                                                {"metrics", "x"},
                                                                 {"get"},
                                                                 {"get", "a", "b"},
                                                                 {"get", "a", "--wait", "forever"},
@@ -198,6 +206,121 @@ TEST_F(TokenctlTest, StatusTable) {
   json answer = json::parse(run.out);
   EXPECT_EQ(answer["tenants"].size(), 2u);
   EXPECT_EQ(run.out.find("SECRET-TOKEN"), std::string::npos);
+}
+
+// An ostream buffer that another thread may read while tokenctl writes to it
+// (recursive: the base xsputn may call overflow).
+class SharedOutput : public std::stringbuf {
+ public:
+  std::string Text() {
+    std::lock_guard lock(mutex_);
+    return str();
+  }
+
+ protected:
+  std::streamsize xsputn(const char* s, std::streamsize n) override {
+    std::lock_guard lock(mutex_);
+    return std::stringbuf::xsputn(s, n);
+  }
+  int_type overflow(int_type c) override {
+    std::lock_guard lock(mutex_);
+    return std::stringbuf::overflow(c);
+  }
+
+ private:
+  std::recursive_mutex mutex_;
+};
+
+TEST_F(TokenctlTest, WatchPrintsEachEventUntilTheDaemonGoesAway) {
+  PublishToken("org-a", "first");
+  StartServer();
+  SharedOutput out_buf;
+  std::ostream out(&out_buf);
+  std::ostringstream err;
+  int code = -1;
+  std::thread watcher([&] {
+    std::string socket = options_.path;
+    std::vector<std::string> args = {"tokenctl", "--socket", socket, "watch", "org-a"};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    std::istringstream in;
+    code = RunTokenctl(static_cast<int>(args.size()), argv.data(), in, out, err);
+  });
+  ASSERT_TRUE(
+      testing_util::WaitFor([&] { return out_buf.Text().find("first") != std::string::npos; }));
+  PublishToken("org-a", "second");
+  ASSERT_TRUE(
+      testing_util::WaitFor([&] { return out_buf.Text().find("second") != std::string::npos; }));
+  server_->Stop();
+  watcher.join();
+  EXPECT_EQ(code, 3);
+  EXPECT_NE(err.str().find("closed"), std::string::npos) << err.str();
+  std::istringstream lines(out_buf.Text());
+  std::string line;
+  std::vector<json> events;
+  while (std::getline(lines, line)) events.push_back(json::parse(line));
+  ASSERT_EQ(events.size(), 2u) << out_buf.Text();
+  EXPECT_EQ(events[0]["event"], "token");
+  EXPECT_EQ(events[0]["access_token"], "first");
+  EXPECT_EQ(events[1]["access_token"], "second");
+  EXPECT_EQ(events[1]["tenant"], "org-a");
+}
+
+TEST_F(TokenctlTest, WatchOfUnknownTenantExitsOne) {
+  StartServer();
+  CtlRun run = Tokenctl({"watch", "org-a", "org-zz"});
+  EXPECT_EQ(run.code, 1);
+  EXPECT_EQ(run.err.rfind("error: unknown_tenant: ", 0), 0u) << run.err;
+}
+
+TEST_F(TokenctlTest, InvalidateSendsTheTokenFromStdinAndPrintsTheNewOne) {
+  PublishToken("org-a", "rejected");
+  control_.on_invalidate = [this](const std::string& tenant) { PublishToken(tenant, "renewed"); };
+  StartServer();
+  CtlRun run = Tokenctl({"invalidate", "org-a"}, true, "  rejected \n");
+  EXPECT_EQ(run.code, 0) << run.err;
+  EXPECT_EQ(run.out, "renewed\n");
+  std::lock_guard lock(control_.mutex);
+  ASSERT_EQ(control_.invalidated.size(), 1u);
+  EXPECT_EQ(control_.invalidated[0].second, "rejected");
+}
+
+TEST_F(TokenctlTest, RefreshPrintsTheTokenObtainedAfterIt) {
+  PublishToken("org-a", "before");
+  StartServer();
+  std::thread refresher([this] {
+    // The answer waits for the token obtained after the request.
+    testing_util::WaitFor([&] {
+      std::lock_guard lock(control_.mutex);
+      return !control_.refreshed.empty();
+    });
+    std::this_thread::sleep_for(Millis(50));
+    PublishToken("org-a", "after");
+  });
+  CtlRun run = Tokenctl({"refresh", "org-a", "--json"});
+  refresher.join();
+  EXPECT_EQ(run.code, 0) << run.err;
+  EXPECT_EQ(json::parse(run.out)["access_token"], "after");
+}
+
+TEST_F(TokenctlTest, ReloadAndMetrics) {
+  StartServer();
+  CtlRun run = Tokenctl({"reload"});
+  EXPECT_EQ(run.code, 0) << run.err;
+  EXPECT_EQ(run.out, "reloaded: 2 tenants\n");
+  run = Tokenctl({"metrics"});
+  EXPECT_EQ(run.code, 0) << run.err;
+  EXPECT_EQ(run.out, "tokend_build_info{version=\"test\"} 1\n");
+}
+
+TEST_F(TokenctlTest, FailedReloadPrintsEveryErrorAndExitsOne) {
+  control_.reload = ReloadOutcome{false, 2, {"t.yaml:1:1: one", "t.yaml:2:1: two"}};
+  StartServer();
+  CtlRun run = Tokenctl({"reload"});
+  EXPECT_EQ(run.code, 1);
+  EXPECT_EQ(run.out, "");
+  EXPECT_EQ(run.err.rfind("error: bad_request: ", 0), 0u) << run.err;
+  EXPECT_NE(run.err.find("  t.yaml:1:1: one\n  t.yaml:2:1: two\n"), std::string::npos) << run.err;
 }
 
 }  // namespace

@@ -109,6 +109,7 @@ class Tokend:
             else:
                 config[section] = values
         self.config = config
+        self.socket_path = Path(config["socket"]["path"])  # overrides may move it
         self.config_path.write_text(yaml_lite.dump(config))
 
     def start(self, wait=True, extra_args=()):
@@ -174,10 +175,10 @@ class Tokend:
                 out.append(event)
         return out
 
-    def tokenctl(self, *args, timeout=15):
+    def tokenctl(self, *args, timeout=15, input=None):
         return subprocess.run(
             [TOKENCTL_BIN, "--socket", str(self.socket_path), *args],
-            capture_output=True, text=True, timeout=timeout,
+            capture_output=True, text=True, timeout=timeout, input=input,
         )
 
     def __enter__(self):

@@ -11,6 +11,8 @@
 #include <map>
 #include <string>
 
+#include "tokend/accounts.h"
+
 namespace tokend {
 namespace {
 
@@ -60,6 +62,25 @@ class FakeSecretSource final : public SecretSource {
   std::map<std::string, std::string> vars;
 };
 
+// A user and group database in memory.
+class FakeAccounts final : public AccountDirectory {
+ public:
+  std::optional<uid_t> UserId(const std::string& name) const override {
+    const auto it = users.find(name);
+    if (it == users.end()) return std::nullopt;
+    return it->second;
+  }
+  std::optional<gid_t> GroupId(const std::string& name) const override {
+    const auto it = groups.find(name);
+    if (it == groups.end()) return std::nullopt;
+    return it->second;
+  }
+  std::vector<gid_t> GroupsOfUid(uid_t) const override { return {}; }
+
+  std::map<std::string, uid_t> users = {{"svc", 1001}, {"app", 1002}};
+  std::map<std::string, gid_t> groups = {{"ops", 2001}, {"apps", 2002}};
+};
+
 // Every error as "PATH:LINE:COL: message", for readable assertions.
 std::vector<std::string> Errors(const ConfigLoadResult& result) {
   std::vector<std::string> out;
@@ -80,7 +101,7 @@ class ConfigTest : public ::testing::Test {
   ConfigTest() { env_.vars["SECRET_A"] = "env-secret-a"; }
 
   ConfigLoadResult Load(const std::string& yaml) {
-    return LoadConfigString(yaml, "tokend.yaml", env_);
+    return LoadConfigString(yaml, "tokend.yaml", env_, accounts_);
   }
 
   // Loads `yaml`, expects exactly the errors given, in order.
@@ -91,6 +112,7 @@ class ConfigTest : public ::testing::Test {
   }
 
   FakeSecretSource env_;
+  FakeAccounts accounts_;
   ScopedTempDir dir_;
 };
 
@@ -154,7 +176,7 @@ logging:
   format: text
   level: debug
 )");
-  const ConfigLoadResult result = LoadConfigFile(path, env_);
+  const ConfigLoadResult result = LoadConfigFile(path, env_, accounts_);
   ASSERT_TRUE(result.ok()) << ::testing::PrintToString(Errors(result));
   EXPECT_THAT(result.warnings, IsEmpty());
   const Config& c = result.config;
@@ -195,6 +217,11 @@ logging:
   EXPECT_THAT(parent.params,
               ElementsAre(Pair("audience", "https://api.example"), Pair("resource", "42")));
   EXPECT_THAT(parent.clients, ElementsAre("user:svc", "uid:1000", "gid:20", "group:ops"));
+  using Kind = AccessEntry::Kind;
+  EXPECT_THAT(parent.client_entries, ElementsAre(AccessEntry{Kind::kUid, 1001, "user:svc"},
+                                                 AccessEntry{Kind::kUid, 1000, "uid:1000"},
+                                                 AccessEntry{Kind::kGid, 20, "gid:20"},
+                                                 AccessEntry{Kind::kGid, 2001, "group:ops"}));
 
   const TenantConfig& child1 = c.tenants[1];
   EXPECT_EQ(child1.client_secret, "s3cret-child");
@@ -203,6 +230,7 @@ logging:
   EXPECT_THAT(child1.scopes, ElementsAre("a:read"));
   EXPECT_THAT(child1.params, ElementsAre(Pair("audience", "api")));
   EXPECT_THAT(child1.clients, ElementsAre("group:apps"));
+  EXPECT_THAT(child1.client_entries, ElementsAre(AccessEntry{Kind::kGid, 2002, "group:apps"}));
 
   const TenantConfig& child2 = c.tenants[2];
   EXPECT_EQ(child2.client_secret, "s3cret-cred");  // one "\r\n" stripped
@@ -472,13 +500,44 @@ TEST_F(ConfigTest, DuplicateKeysAreErrors) {
                {"tokend.yaml:3:3: refresh.at: duplicate key (first at line 2)"});
 }
 
-TEST_F(ConfigTest, UnsupportedSectionsAreErrorsNotIgnored) {
+TEST_F(ConfigTest, AccessSectionResolvesNames) {
+  const ConfigLoadResult result = Load(std::string(R"(access:
+  clients: ["user:app", "group:apps", "uid:4000", "gid:5000"]
+  admins: ["group:ops"]
+)") + kOneTenant);
+  ASSERT_TRUE(result.ok()) << ::testing::PrintToString(Errors(result));
+  using Kind = AccessEntry::Kind;
+  EXPECT_THAT(result.config.access.clients, ElementsAre(AccessEntry{Kind::kUid, 1002, "user:app"},
+                                                        AccessEntry{Kind::kGid, 2002, "group:apps"},
+                                                        AccessEntry{Kind::kUid, 4000, "uid:4000"},
+                                                        AccessEntry{Kind::kGid, 5000, "gid:5000"}));
+  EXPECT_THAT(result.config.access.admins, ElementsAre(AccessEntry{Kind::kGid, 2001, "group:ops"}));
+
+  // Defaults: nobody but root and tokend's own uid.
+  const ConfigLoadResult plain = Load(kOneTenant);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_THAT(plain.config.access.clients, IsEmpty());
+  EXPECT_THAT(plain.config.access.admins, IsEmpty());
+}
+
+TEST_F(ConfigTest, AccessSectionErrorsNameTheKey) {
   ExpectErrors(std::string(R"(access:
-  clients: ["user:app"]
+  clients: ["user:nosuchuser", "group:apps", "group:nosuchgroup", "user:"]
+  admin: ["uid:1"]
+  admins: "uid:1"
 )") + kOneTenant,
                {
-                   "tokend.yaml:1:1: access: not supported yet by this version of tokend",
+                   "tokend.yaml:2:13: access.clients[0]: unknown user \"nosuchuser\" (no such "
+                   "user on this system)",
+                   "tokend.yaml:2:46: access.clients[2]: unknown group \"nosuchgroup\" (no such "
+                   "group on this system)",
+                   "tokend.yaml:2:67: access.clients[3]: expected \"user:NAME\", \"group:NAME\", "
+                   "\"uid:N\" or \"gid:N\"; got \"user:\"",
+                   "tokend.yaml:3:3: access.admin: unknown key (did you mean admins?)",
+                   "tokend.yaml:4:11: access.admins: expected a list of strings",
                });
+  ExpectErrors(std::string("acess:\n  clients: []\n") + kOneTenant,
+               {"tokend.yaml:1:1: acess: unknown key (did you mean access?)"});
 }
 
 TEST_F(ConfigTest, MetricsAndStateSections) {
@@ -525,8 +584,8 @@ TEST_F(ConfigTest, DirectoryIsNotAConfigFile) {
 TEST_F(ConfigTest, EmptyOrNonMappingConfig) {
   ExpectErrors("", {"tokend.yaml: empty config; at least `tenants` is required"});
   ExpectErrors("# nothing\n", {"tokend.yaml: empty config; at least `tenants` is required"});
-  ExpectErrors("- a\n", {"tokend.yaml:1:1: expected a mapping of sections (socket, refresh, "
-                         "backoff, http, defaults, tenants, logging, metrics, state)"});
+  ExpectErrors("- a\n", {"tokend.yaml:1:1: expected a mapping of sections (socket, access, "
+                         "refresh, backoff, http, defaults, tenants, logging, metrics, state)"});
   ExpectErrors(std::string(kOneTenant) + "---\n" + kOneTenant,
                {"tokend.yaml: expected one YAML document, found 2"});
 }
@@ -658,7 +717,7 @@ TEST_F(ConfigTest, SecretFileWithSeveralLinesIsAnErrorThatHidesTheSecret) {
 TEST_F(ConfigTest, RelativeSecretFileIsResolvedAgainstTheConfigDirectory) {
   dir_.Write("rel.secret", "relative-secret\n");
   const std::string path = dir_.Write("tokend.yaml", TenantWith("client_secret_file: rel.secret"));
-  const ConfigLoadResult result = LoadConfigFile(path, env_);
+  const ConfigLoadResult result = LoadConfigFile(path, env_, accounts_);
   ASSERT_TRUE(result.ok()) << ::testing::PrintToString(Errors(result));
   EXPECT_EQ(result.config.tenants[0].client_secret, "relative-secret");
 }
@@ -873,6 +932,9 @@ TEST_F(ConfigTest, ParamsAreOrderedScalarsAndCannotOverrideReservedFields) {
 }
 
 TEST_F(ConfigTest, ClientsAreAccessEntries) {
+  ExpectErrors(TenantWith("client_secret_env: SECRET_A\n    clients: [\"group:nope\"]"),
+               {"tokend.yaml:6:15: tenants[0].clients[0]: unknown group \"nope\" (no such group "
+                "on this system)"});
   ExpectErrors(TenantWith("client_secret_env: SECRET_A\n    clients: [\"user:app\", bob, "
                           "\"uid:x\", \"gid:4294967295\", \"group:\"]"),
                {

@@ -30,10 +30,31 @@ class FakeRefreshControl final : public RefreshControl {
   std::vector<std::string> requested;
 };
 
+// Peers of the fixture's policy.
+constexpr Peer kClient{1000, 1000, 42};
+constexpr Peer kAdmin{1001, 1001, 43};
+constexpr Peer kStranger{2000, 2000, 44};
+constexpr Peer kRoot{0, 0, 45};
+
+AccessEntry Uid(uint32_t uid) {
+  return {AccessEntry::Kind::kUid, uid, "uid:" + std::to_string(uid)};
+}
+
+class NoAccounts final : public AccountDirectory {
+ public:
+  std::optional<uid_t> UserId(const std::string&) const override { return std::nullopt; }
+  std::optional<gid_t> GroupId(const std::string&) const override { return std::nullopt; }
+  std::vector<gid_t> GroupsOfUid(uid_t) const override { return {}; }
+};
+
 class ProtocolTest : public testing::Test {
  protected:
   ProtocolTest() : store_(Millis(60000)), dispatcher_(store_, control_, clock_, clock_.Now()) {
     store_.SetTenants({"org-b", "org-a"});
+    Config config;
+    config.access.clients = {Uid(1000)};
+    config.access.admins = {Uid(1001)};
+    dispatcher_.SetAccessPolicy(std::make_shared<const AccessPolicy>(config, 999, accounts_));
   }
 
   // Publishes a token for `tenant` that expires `left` from now.
@@ -54,9 +75,9 @@ class ProtocolTest : public testing::Test {
   }
 
   // Given a request line, then its answer as JSON (and the outcome).
-  json Answer(std::string_view line, Outcome* outcome_out = nullptr) {
+  json Answer(std::string_view line, Outcome* outcome_out = nullptr, const Peer& peer = kClient) {
     std::string out;
-    Outcome outcome = dispatcher_.Handle(line, Peer{1000, 1000, 42}, out);
+    Outcome outcome = dispatcher_.Handle(line, peer, out);
     EXPECT_FALSE(outcome.pending) << line;
     EXPECT_EQ(out.find('\n'), std::string::npos);
     if (outcome_out != nullptr) *outcome_out = outcome;
@@ -77,6 +98,7 @@ class ProtocolTest : public testing::Test {
   SimulatedClock clock_;
   TokenStore store_;
   FakeRefreshControl control_;
+  NoAccounts accounts_;
   Dispatcher dispatcher_;
 };
 
@@ -198,18 +220,13 @@ TEST_F(ProtocolTest, NonObjectAndInvalidJson) {
   EXPECT_EQ(outcome.error, ErrorCode::kBadRequest);
 }
 
-TEST_F(ProtocolTest, UnknownAndNotYetSupportedOps) {
+TEST_F(ProtocolTest, UnknownOp) {
   Outcome outcome;
   json answer = Answer(R"({"op":"frobnicate"})", &outcome);
   EXPECT_EQ(answer["error"], "unknown_op");
   EXPECT_NE(answer["message"].get<std::string>().find("frobnicate"), std::string::npos);
   EXPECT_EQ(Dispatcher::OpLabel(outcome.op), "unknown");
-  for (const char* op : {"watch", "invalidate", "refresh", "reload", "metrics"}) {
-    std::string line = std::string(R"({"op":")") + op + R"(","tenant":"org-a"})";
-    ExpectError(line, "unknown_op", "not supported yet");
-    Answer(line, &outcome);
-    EXPECT_EQ(Dispatcher::OpLabel(outcome.op), op);
-  }
+  for (const auto& op : Dispatcher::Ops()) EXPECT_NE(op.handler, nullptr) << op.name;
 }
 
 TEST_F(ProtocolTest, RegistryHasEveryOpOnce) {
@@ -273,7 +290,7 @@ TEST_F(ProtocolTest, Ping) {
 TEST_F(ProtocolTest, GetWithWaitParksThenResolves) {
   std::string out;
   Outcome outcome =
-      dispatcher_.Handle(R"({"op":"get","tenant":"org-a","wait_ms":500,"id":3})", Peer{}, out);
+      dispatcher_.Handle(R"({"op":"get","tenant":"org-a","wait_ms":500,"id":3})", kClient, out);
   ASSERT_TRUE(outcome.pending);
   EXPECT_TRUE(out.empty());
   EXPECT_EQ(outcome.pending->tenant, "org-a");
@@ -300,7 +317,7 @@ TEST_F(ProtocolTest, GetWithWaitParksThenResolves) {
 TEST_F(ProtocolTest, GetWithWaitTimesOutUnavailable) {
   std::string out;
   Outcome outcome =
-      dispatcher_.Handle(R"({"op":"get","tenant":"org-a","wait_ms":500})", Peer{}, out);
+      dispatcher_.Handle(R"({"op":"get","tenant":"org-a","wait_ms":500})", kClient, out);
   ASSERT_TRUE(outcome.pending);
   PendingGet pending = std::move(*outcome.pending);
   clock_.Advance(Millis(500));
@@ -313,7 +330,7 @@ TEST_F(ProtocolTest, GetWithWaitTimesOutUnavailable) {
 TEST_F(ProtocolTest, ParkedGetForForgottenTenantIsUnknownTenant) {
   std::string out;
   Outcome outcome =
-      dispatcher_.Handle(R"({"op":"get","tenant":"org-a","wait_ms":500})", Peer{}, out);
+      dispatcher_.Handle(R"({"op":"get","tenant":"org-a","wait_ms":500})", kClient, out);
   ASSERT_TRUE(outcome.pending);
   PendingGet pending = std::move(*outcome.pending);
   store_.SetTenants({"org-b"});
@@ -330,6 +347,276 @@ TEST_F(ProtocolTest, GetWithWaitAnswersAtOnceWhenTokenIsThere) {
 TEST_F(ProtocolTest, ErrorLineHasNoId) {
   json answer = json::parse(Dispatcher::ErrorLine(ErrorCode::kBusy, "too many connections"));
   EXPECT_EQ(answer, (json{{"ok", false}, {"error", "busy"}, {"message", "too many connections"}}));
+}
+
+// --- Access control ---
+
+TEST_F(ProtocolTest, StrangerIsForbiddenEverythingButPing) {
+  PublishToken("org-a", Millis(3600 * 1000), "SECRET-TOKEN");
+  for (const char* line :
+       {R"({"op":"get","tenant":"org-a"})", R"({"op":"status"})", R"({"op":"watch"})",
+        R"({"op":"invalidate","tenant":"org-a","access_token":"x"})", R"({"op":"metrics"})",
+        R"({"op":"refresh","tenant":"org-a"})", R"({"op":"reload"})", R"({"op":"frobnicate"})"}) {
+    Outcome outcome;
+    json answer = Answer(line, &outcome, kStranger);
+    EXPECT_EQ(answer["error"], "forbidden") << line;
+    EXPECT_NE(answer["message"].get<std::string>().find("uid 2000"), std::string::npos) << line;
+    EXPECT_EQ(answer.dump().find("SECRET-TOKEN"), std::string::npos);
+    ASSERT_TRUE(outcome.denied) << line;
+    EXPECT_EQ(outcome.denied->tenant, "");
+  }
+  EXPECT_TRUE(control_.requested.empty());
+  Outcome outcome;
+  EXPECT_EQ(Answer(R"({"op":"ping","id":1})", &outcome, kStranger)["ok"], true);
+  EXPECT_FALSE(outcome.denied);
+  // Unknown credentials are a stranger too.
+  EXPECT_EQ(Answer(R"({"op":"status"})", nullptr, Peer{})["error"], "forbidden");
+}
+
+TEST_F(ProtocolTest, AdminOnlyOpsNeedAnAdmin) {
+  PublishToken("org-a", Millis(3600 * 1000));
+  Outcome outcome;
+  json answer = Answer(R"({"op":"refresh","tenant":"org-a"})", &outcome, kClient);
+  EXPECT_EQ(answer["error"], "forbidden");
+  EXPECT_NE(answer["message"].get<std::string>().find("admins"), std::string::npos);
+  EXPECT_TRUE(outcome.denied);
+  EXPECT_EQ(Dispatcher::OpLabel(outcome.op), "refresh");
+  EXPECT_EQ(Answer(R"({"op":"reload"})", nullptr, kClient)["error"], "forbidden");
+  EXPECT_TRUE(control_.requested.empty());
+
+  // An admin is a client too; root and tokend's own uid are both.
+  for (const Peer& peer : {kAdmin, kRoot, Peer{999, 5, 6}}) {
+    EXPECT_EQ(Answer(R"({"op":"reload"})", nullptr, peer)["ok"], true);
+    EXPECT_EQ(Answer(R"({"op":"get","tenant":"org-a"})", nullptr, peer)["ok"], true);
+  }
+}
+
+TEST_F(ProtocolTest, TenantClientsRestrictReading) {
+  Config config;
+  config.access.clients = {Uid(1000), Uid(1002)};
+  config.tenants.resize(2);
+  config.tenants[0].id = "org-a";
+  config.tenants[0].client_entries = {Uid(1002)};
+  config.tenants[1].id = "org-b";
+  dispatcher_.SetAccessPolicy(std::make_shared<const AccessPolicy>(config, 999, accounts_));
+  PublishToken("org-a", Millis(3600 * 1000), "tok-a");
+  PublishToken("org-b", Millis(3600 * 1000), "tok-b");
+
+  Outcome outcome;
+  json answer = Answer(R"({"op":"get","tenant":"org-a"})", &outcome, kClient);
+  EXPECT_EQ(answer["error"], "forbidden");
+  ASSERT_TRUE(outcome.denied);
+  EXPECT_EQ(outcome.denied->tenant, "org-a");
+  EXPECT_EQ(Answer(R"({"op":"get","tenant":"org-b"})", nullptr, kClient)["access_token"], "tok-b");
+  EXPECT_EQ(Answer(R"({"op":"get","tenant":"org-a"})", nullptr, Peer{1002, 1, 1})["access_token"],
+            "tok-a");
+  EXPECT_EQ(Answer(R"({"op":"get","tenant":"org-a"})", nullptr, kRoot)["access_token"], "tok-a");
+  // Unknown tenants stay unknown_tenant, not forbidden.
+  EXPECT_EQ(Answer(R"({"op":"get","tenant":"org-z"})", nullptr, kClient)["error"],
+            "unknown_tenant");
+  EXPECT_EQ(Answer(R"({"op":"invalidate","tenant":"org-a","access_token":"tok-a"})", nullptr,
+                   kClient)["error"],
+            "forbidden");
+  EXPECT_TRUE(control_.invalidated.empty());
+  EXPECT_EQ(Answer(R"({"op":"watch","tenants":["org-a"]})", nullptr, kClient)["error"],
+            "forbidden");
+  // Watching "everything" means everything the peer may read.
+  EXPECT_EQ(Answer(R"({"op":"watch"})", nullptr, kClient)["watching"], json::array({"org-b"}));
+  // A uid in a tenant's clients but not in access.clients reads nothing.
+  config.access.clients = {Uid(1000)};
+  dispatcher_.SetAccessPolicy(std::make_shared<const AccessPolicy>(config, 999, accounts_));
+  EXPECT_EQ(Answer(R"({"op":"get","tenant":"org-a"})", nullptr, Peer{1002, 1, 1})["error"],
+            "forbidden");
+}
+
+TEST_F(ProtocolTest, SetAccessPolicyBumpsTheGeneration) {
+  const uint64_t before = dispatcher_.AccessGeneration();
+  PeerAccess access = dispatcher_.Evaluate(kClient);
+  EXPECT_EQ(access.generation, before);
+  EXPECT_TRUE(access.client);
+  dispatcher_.SetAccessPolicy(std::make_shared<const AccessPolicy>(999));
+  EXPECT_GT(dispatcher_.AccessGeneration(), before);
+  EXPECT_FALSE(dispatcher_.Evaluate(kClient).client);
+}
+
+// --- watch ---
+
+TEST_F(ProtocolTest, WatchAnswersWatchingAndAsksTheServerToPush) {
+  Outcome outcome;
+  json answer = Answer(R"({"op":"watch","id":"w"})", &outcome);
+  EXPECT_EQ(answer, (json{{"id", "w"}, {"ok", true}, {"watching", {"org-a", "org-b"}}}));
+  ASSERT_TRUE(outcome.watch);
+  EXPECT_TRUE(outcome.watch->all);
+
+  answer = Answer(R"({"op":"watch","tenants":["org-b","org-b"]})", &outcome);
+  EXPECT_EQ(answer, (json{{"ok", true}, {"watching", {"org-b"}}}));
+  ASSERT_TRUE(outcome.watch);
+  EXPECT_FALSE(outcome.watch->all);
+  EXPECT_EQ(outcome.watch->tenants, std::vector<std::string>{"org-b"});
+
+  answer = Answer(R"({"op":"watch","tenants":["org-b","org-z"]})", &outcome);
+  EXPECT_EQ(answer["error"], "unknown_tenant");
+  EXPECT_FALSE(outcome.watch);
+  ExpectError(R"({"op":"watch","tenants":[]})", "bad_request", "tenants");
+  ExpectError(R"({"op":"watch","tenants":"org-a"})", "bad_request", "tenants");
+}
+
+TEST_F(ProtocolTest, WatchingSessionOnlyAnswersPing) {
+  PublishToken("org-a", Millis(3600 * 1000));
+  Session session{kClient, dispatcher_.Evaluate(kClient), true};
+  std::string out;
+  Outcome outcome = dispatcher_.Handle(R"({"op":"get","tenant":"org-a"})", session, out);
+  EXPECT_EQ(outcome.error, ErrorCode::kBadRequest);
+  EXPECT_NE(out.find("watches"), std::string::npos);
+  out.clear();
+  outcome = dispatcher_.Handle(R"({"op":"watch"})", session, out);
+  EXPECT_EQ(outcome.error, ErrorCode::kBadRequest);
+  EXPECT_FALSE(outcome.watch);
+  out.clear();
+  outcome = dispatcher_.Handle(R"({"op":"ping"})", session, out);
+  EXPECT_FALSE(outcome.error);
+}
+
+TEST_F(ProtocolTest, WatchEventLines) {
+  Token token;
+  token.access_token = "t\"1";
+  token.token_type = "bearer";
+  token.expires = clock_.Now() + Millis(120500);
+  token.expires_at_unix = 1800000120;
+  std::string out;
+  Dispatcher::AppendTokenEvent(out, "org-a", token, clock_.Now());
+  EXPECT_EQ(json::parse(out), (json{{"event", "token"},
+                                    {"tenant", "org-a"},
+                                    {"access_token", "t\"1"},
+                                    {"token_type", "Bearer"},
+                                    {"expires_at", 1800000120},
+                                    {"expires_in", 120}}));
+  out.clear();
+  Dispatcher::AppendExpiredEvent(out, "org-a");
+  EXPECT_EQ(out, R"({"event":"expired","tenant":"org-a"})");
+}
+
+// --- invalidate ---
+
+TEST_F(ProtocolTest, InvalidateCurrentTokenDropsItAndStartsOneRefresh) {
+  PublishToken("org-a", Millis(3600 * 1000), "bad-token");
+  json answer = Answer(R"({"op":"invalidate","tenant":"org-a","access_token":"bad-token","id":1})");
+  EXPECT_EQ(answer["error"], "unavailable");  // dropped, nothing new yet, no wait
+  EXPECT_EQ(answer["id"], 1);
+  ASSERT_EQ(control_.invalidated.size(), 1u);
+  EXPECT_EQ(control_.invalidated[0], (std::pair<std::string, std::string>{"org-a", "bad-token"}));
+  EXPECT_FALSE(store_.Servable("org-a", clock_.Now()));
+
+  // More reports of the same token start nothing more.
+  Answer(R"({"op":"invalidate","tenant":"org-a","access_token":"bad-token"})");
+  EXPECT_EQ(control_.invalidated.size(), 1u);
+
+  // A report of a token that is no longer current changes nothing and gets the current one.
+  PublishToken("org-a", Millis(3600 * 1000), "new-token");
+  answer = Answer(R"({"op":"invalidate","tenant":"org-a","access_token":"bad-token"})");
+  EXPECT_EQ(answer["access_token"], "new-token");
+  EXPECT_EQ(control_.invalidated.size(), 1u);
+}
+
+TEST_F(ProtocolTest, InvalidateAtMostOncePerTenantPerTenSeconds) {
+  PublishToken("org-a", Millis(3600 * 1000), "one");
+  Answer(R"({"op":"invalidate","tenant":"org-a","access_token":"one"})");
+  PublishToken("org-a", Millis(3600 * 1000), "two");
+  clock_.Advance(Millis(9000));
+  json answer = Answer(R"({"op":"invalidate","tenant":"org-a","access_token":"two"})");
+  EXPECT_EQ(answer["access_token"], "two");  // kept: too soon
+  EXPECT_EQ(control_.invalidated.size(), 1u);
+  clock_.Advance(Millis(1000));
+  Answer(R"({"op":"invalidate","tenant":"org-a","access_token":"two"})");
+  EXPECT_EQ(control_.invalidated.size(), 2u);
+}
+
+TEST_F(ProtocolTest, InvalidateWithWaitParksForTheNewToken) {
+  PublishToken("org-a", Millis(3600 * 1000), "bad-token");
+  std::string out;
+  Outcome outcome = dispatcher_.Handle(
+      R"({"op":"invalidate","tenant":"org-a","access_token":"bad-token","wait_ms":2000})", kClient,
+      out);
+  ASSERT_TRUE(outcome.pending);
+  EXPECT_EQ(Dispatcher::OpLabel(outcome.pending->op), "invalidate");
+  PendingGet pending = std::move(*outcome.pending);
+  PublishToken("org-a", Millis(3600 * 1000), "fresh-token");
+  outcome = dispatcher_.Resume(pending, out);
+  EXPECT_FALSE(outcome.pending);
+  EXPECT_EQ(Dispatcher::OpLabel(outcome.op), "invalidate");
+  EXPECT_EQ(json::parse(out)["access_token"], "fresh-token");
+  ExpectError(R"({"op":"invalidate","tenant":"org-a"})", "bad_request", "access_token");
+}
+
+// --- refresh ---
+
+TEST_F(ProtocolTest, RefreshAnswersWithTheTokenObtainedAfterIt) {
+  PublishToken("org-a", Millis(3600 * 1000), "old-token");
+  std::string out;
+  Outcome outcome =
+      dispatcher_.Handle(R"({"op":"refresh","tenant":"org-a","wait_ms":5000,"id":2})", kAdmin, out);
+  EXPECT_EQ(control_.requested, std::vector<std::string>{"org-a"});
+  ASSERT_TRUE(outcome.pending);  // the old token does not answer it
+  EXPECT_TRUE(out.empty());
+  PendingGet pending = std::move(*outcome.pending);
+
+  // A republished view with the same token is no answer either.
+  std::optional<TenantView> view = store_.Find("org-a");
+  view->state = TenantState::kStale;
+  store_.Publish(*view);
+  outcome = dispatcher_.Resume(pending, out);
+  ASSERT_TRUE(outcome.pending);
+  pending = std::move(*outcome.pending);
+
+  PublishToken("org-a", Millis(3600 * 1000), "new-token");
+  outcome = dispatcher_.Resume(pending, out);
+  EXPECT_FALSE(outcome.pending);
+  EXPECT_EQ(Dispatcher::OpLabel(outcome.op), "refresh");
+  json answer = json::parse(out);
+  EXPECT_EQ(answer["access_token"], "new-token");
+  EXPECT_EQ(answer["id"], 2);
+}
+
+TEST_F(ProtocolTest, RefreshThatGetsNothingNewAnswersWhatIsServableAtTheDeadline) {
+  PublishToken("org-a", Millis(3600 * 1000), "old-token");
+  std::string out;
+  Outcome outcome =
+      dispatcher_.Handle(R"({"op":"refresh","tenant":"org-a","wait_ms":1000})", kAdmin, out);
+  ASSERT_TRUE(outcome.pending);
+  PendingGet pending = std::move(*outcome.pending);
+  clock_.Advance(Millis(1000));
+  outcome = dispatcher_.Resume(pending, out);
+  EXPECT_FALSE(outcome.pending);
+  EXPECT_EQ(json::parse(out)["access_token"], "old-token");
+
+  // Without wait_ms: at once, with what there is.
+  EXPECT_EQ(Answer(R"({"op":"refresh","tenant":"org-b"})", nullptr, kAdmin)["error"],
+            "unavailable");
+  EXPECT_EQ(control_.requested, (std::vector<std::string>{"org-a", "org-b"}));
+  EXPECT_EQ(Answer(R"({"op":"refresh","tenant":"org-z"})", nullptr, kAdmin)["error"],
+            "unknown_tenant");
+  EXPECT_EQ(control_.requested.size(), 2u);
+}
+
+// --- reload, metrics ---
+
+TEST_F(ProtocolTest, ReloadAnswersTenantsOrTheErrors) {
+  control_.reload = ReloadOutcome{true, 3, {}};
+  EXPECT_EQ(Answer(R"({"op":"reload","id":5})", nullptr, kAdmin),
+            (json{{"id", 5}, {"ok", true}, {"tenants", 3}}));
+  control_.reload = ReloadOutcome{false, 2, {"tokend.yaml:3:5: refresh.at: bad", "second"}};
+  Outcome outcome;
+  json answer = Answer(R"({"op":"reload"})", &outcome, kAdmin);
+  EXPECT_EQ(answer["ok"], false);
+  EXPECT_EQ(answer["error"], "bad_request");
+  EXPECT_EQ(answer["errors"], json::array({"tokend.yaml:3:5: refresh.at: bad", "second"}));
+  EXPECT_TRUE(answer["message"].is_string());
+  EXPECT_EQ(outcome.error, ErrorCode::kBadRequest);
+}
+
+TEST_F(ProtocolTest, MetricsCarriesTheText) {
+  EXPECT_EQ(Answer(R"({"op":"metrics","id":"m"})"),
+            (json{{"id", "m"}, {"ok", true}, {"text", control_.metrics}}));
 }
 
 TEST(AppendJsonStringTest, EscapesWhatJsonRequires) {
