@@ -192,6 +192,10 @@ class Daemon final : public RefreshControl {
     engine_.Invalidate(tenant, access_token);
   }
   ReloadOutcome Reload() override;
+  std::optional<ReloadOutcome> LastReload() const override {
+    std::lock_guard lock(last_reload_mutex_);
+    return last_reload_;
+  }
   std::string MetricsText() override;
 
  private:
@@ -205,6 +209,8 @@ class Daemon final : public RefreshControl {
   const Clock& clock_;
   const MonoTime started_;
   ServiceNotifier notifier_;
+  mutable std::mutex last_reload_mutex_;
+  std::optional<ReloadOutcome> last_reload_;  // GUARDED_BY(last_reload_mutex_)
   TokenStore store_;
   RefreshEngine engine_;
   SocketServer server_;
@@ -234,6 +240,11 @@ ReloadOutcome Daemon::Reload() {
     log_.Info("reload_ok", "config reloaded", {{"tenants", outcome.tenants}});
   }
   notifier_.Ready();
+  outcome.at_unix = UnixSeconds(clock_.SystemNow());
+  {
+    std::lock_guard last(last_reload_mutex_);
+    last_reload_ = outcome;
+  }
   return outcome;
 }
 

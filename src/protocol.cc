@@ -630,6 +630,9 @@ Outcome Dispatcher::Status(const Request& request, std::string& out) const {
     tenants.push_back(std::move(t));
   }
   answer["tenants"] = std::move(tenants);
+  if (std::optional<ReloadOutcome> reload = control_.LastReload()) {
+    answer["last_reload"] = {{"ok", reload->ok}, {"at", reload->at_unix}, {"errors", reload->errors}};
+  }
   out += answer.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
   return Outcome{};
 }

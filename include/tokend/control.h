@@ -1,5 +1,7 @@
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,6 +20,7 @@ struct ReloadOutcome {
   bool ok = false;
   size_t tenants = 0;               // tenants configured after it
   std::vector<std::string> errors;  // "PATH:LINE:COL: message" when it failed
+  int64_t at_unix = 0;              // when it was tried
 };
 
 // What the socket side may ask of the rest of the daemon. Every method is
@@ -40,6 +43,9 @@ class RefreshControl {
   // Re-reads the config file and applies it; on errors the old config stays.
   // May block for the time it takes to read the config and secrets.
   virtual ReloadOutcome Reload() = 0;
+
+  // The last reload tried since start, if any (shown by `status`).
+  virtual std::optional<ReloadOutcome> LastReload() const = 0;
 
   // SPEC §7 metrics as Prometheus text.
   virtual std::string MetricsText() = 0;

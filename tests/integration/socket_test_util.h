@@ -70,11 +70,13 @@ class FakeRefreshControl final : public RefreshControl {
     if (on_invalidate) on_invalidate(tenant);
   }
   ReloadOutcome Reload() override { return reload; }
+  std::optional<ReloadOutcome> LastReload() const override { return last_reload; }
   std::string MetricsText() override { return "tokend_build_info{version=\"test\"} 1\n"; }
 
   std::function<void(const std::string&)> on_refresh;     // set before the server starts
   std::function<void(const std::string&)> on_invalidate;  // set before the server starts
-  ReloadOutcome reload{true, 2, {}};                      // set before the server starts
+  ReloadOutcome reload{true, 2, {}};
+  std::optional<ReloadOutcome> last_reload;                      // set before the server starts
   std::mutex mutex;
   std::vector<std::string> refreshed;                            // GUARDED_BY(mutex)
   std::vector<std::pair<std::string, std::string>> invalidated;  // GUARDED_BY(mutex)

@@ -183,6 +183,14 @@ def test_broken_reload_keeps_the_old_config(endpoint, tokend_factory):
     assert "tokend.yaml" in failed[0]["errors"][0]
     assert daemon.proc.poll() is None
     assert daemon.request({"op": "get", "tenant": "a"})["ok"] is True
+    last = daemon.status()["last_reload"]
+    assert last["ok"] is False and "tokend.yaml" in last["errors"][0]
+    # The reload op says the same, and a fixed config applies again.
+    answer = daemon.request({"op": "reload"})
+    assert answer["ok"] is False and answer["error"] == "bad_request"
+    write_config(daemon)
+    assert daemon.request({"op": "reload"}) == {"ok": True, "tenants": 1}
+    assert daemon.status()["last_reload"]["ok"] is True
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")

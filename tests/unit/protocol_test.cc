@@ -20,9 +20,11 @@ class FakeRefreshControl final : public RefreshControl {
     invalidated.emplace_back(tenant, token);
   }
   ReloadOutcome Reload() override { return reload; }
+  std::optional<ReloadOutcome> LastReload() const override { return last_reload; }
   std::string MetricsText() override { return metrics; }
 
   ReloadOutcome reload{true, 2, {}};
+  std::optional<ReloadOutcome> last_reload;
   std::string metrics = "tokend_build_info{version=\"test\"} 1\n";
   std::vector<std::pair<std::string, std::string>> invalidated;
 
@@ -281,6 +283,14 @@ TEST_F(ProtocolTest, StatusHasSpecShapeAndNoToken) {
          {"last_success", 1800000000},
          {"last_error", nullptr}}}}};
   EXPECT_EQ(answer, expected) << answer.dump(2);
+}
+
+TEST_F(ProtocolTest, StatusShowsAFailedReload) {
+  EXPECT_FALSE(Answer(R"({"op":"status"})").contains("last_reload"));
+  control_.last_reload = ReloadOutcome{false, 3, {"tokend.yaml:4:3: refresh.at: bad"}, 1800000100};
+  json answer = Answer(R"({"op":"status"})");
+  EXPECT_EQ(answer["last_reload"],
+            (json{{"ok", false}, {"at", 1800000100}, {"errors", {"tokend.yaml:4:3: refresh.at: bad"}}}));
 }
 
 TEST_F(ProtocolTest, Ping) {
