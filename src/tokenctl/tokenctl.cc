@@ -276,6 +276,14 @@ void PrintStatus(const json& answer, std::ostream& out) {
   };
   out << "concurrency: limit " << num("effective") << " (configured " << num("configured")
       << "), in flight " << num("in_flight") << ", waiting " << num("waiting") << '\n';
+  // A refused reload stays visible until a reload succeeds.
+  if (auto reload = answer.find("last_reload");
+      reload != answer.end() && reload->is_object() && reload->value("ok", true) == false) {
+    out << "last reload FAILED; the previous config is still running:\n";
+    for (const auto& error : reload->value("errors", json::array())) {
+      if (error.is_string()) out << "  " << error.get<std::string>() << '\n';
+    }
+  }
 }
 
 // Parses `TENANT [--wait DURATION] [--json]` of get, invalidate and refresh.

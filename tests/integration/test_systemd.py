@@ -185,6 +185,8 @@ def test_broken_reload_keeps_the_old_config(endpoint, tokend_factory):
     assert daemon.request({"op": "get", "tenant": "a"})["ok"] is True
     last = daemon.status()["last_reload"]
     assert last["ok"] is False and "tokend.yaml" in last["errors"][0]
+    table = daemon.tokenctl("status").stdout
+    assert "last reload FAILED" in table and last["errors"][0] in table
     # The reload op says the same, and a fixed config applies again.
     answer = daemon.request({"op": "reload"})
     assert answer["ok"] is False and answer["error"] == "bad_request"
