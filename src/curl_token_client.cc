@@ -18,9 +18,13 @@
 namespace tokend {
 namespace {
 
-// Idle connections kept for reuse across attempts (all hosts together). Attempts
-// in flight are not limited by this; it only bounds what stays open in between.
-constexpr long kMaxIdleConnections = 64;
+// Every attempt opens its own connection and closes it afterwards. On a reused
+// keep-alive connection that dies before answering (a server reset, an idle
+// close racing our request), libcurl silently re-sends the POST on a new
+// connection with the same headers: a hidden second request carrying the same
+// request id, uncounted and outside the backoff. Refreshes are minutes apart
+// per tenant, so the handshake this costs does not matter. (CURLOPT_FRESH_CONNECT
+// and CURLOPT_FORBID_REUSE below.)
 
 void InitCurlOnce() {
   static std::once_flag once;
@@ -260,6 +264,8 @@ std::string CurlTokenClient::Impl::Configure(Attempt& a, const TokenRequest& req
   ok = curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") == CURLE_OK &&
        curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https") == CURLE_OK &&
        curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) == CURLE_OK &&
+       curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L) == CURLE_OK &&
+       curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L) == CURLE_OK &&
        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
        curl_easy_setopt(e, CURLOPT_ERRORBUFFER, a.error) == CURLE_OK &&
        curl_easy_setopt(e, CURLOPT_POST, 1L) == CURLE_OK &&
@@ -360,7 +366,6 @@ CurlTokenClient::CurlTokenClient(const HttpOptions& options, const Clock& clock)
     : impl_(std::make_unique<Impl>(options, clock)) {
   InitCurlOnce();
   impl_->multi = curl_multi_init();
-  curl_multi_setopt(impl_->multi, CURLMOPT_MAXCONNECTS, kMaxIdleConnections);
 }
 
 CurlTokenClient::~CurlTokenClient() {
