@@ -121,10 +121,41 @@ bool IsTlsError(CURLcode code) {
   }
 }
 
+void RedactIn(std::string& text, std::string_view needle) {
+  static constexpr std::string_view kRedacted = "[redacted]";
+  for (size_t at = text.find(needle); at != std::string::npos;
+       at = text.find(needle, at + kRedacted.size())) {
+    text.replace(at, needle.size(), kRedacted);
+  }
+}
+
+// An endpoint may echo what it was sent (the secret in an error description, a
+// Basic credential in a header it reflects); what it says is logged, counted
+// and shown by `status`, so the tenant's secret is cut out of all of it, in
+// every form it was sent in. Secrets shorter than 4 bytes are left: redacting
+// them would shred every message and hide nothing.
+void RedactSecret(TokenResult& result, const TenantConfig& tenant) {
+  if (tenant.client_secret.size() < 4) return;
+  std::string forms[] = {
+      tenant.client_secret,
+      FormEncode(tenant.client_secret),
+      Base64(FormEncode(tenant.client_id) + ":" + FormEncode(tenant.client_secret)),
+      Base64(tenant.client_id + ":" + tenant.client_secret),
+  };
+  for (const std::string& form : forms) {
+    for (std::string* text : {&result.message, &result.oauth_error,
+                              &result.oauth_error_description, &result.correlation_id}) {
+      RedactIn(*text, form);
+    }
+  }
+  for (std::string& form : forms) Wipe(form);
+}
+
 // One attempt in flight: its easy handle and everything the handle points into.
 struct Attempt {
   CURL* easy = nullptr;
   TokenClient::Callback done;
+  std::shared_ptr<const TenantConfig> tenant;  // for RedactSecret()
   std::string request_id;
   std::string url;
   std::string form;               // holds the secret with client_secret_post; wiped
@@ -213,6 +244,7 @@ std::string CurlTokenClient::Impl::Configure(Attempt& a, const TokenRequest& req
   a.easy = curl_easy_init();
   if (a.easy == nullptr) return "curl_easy_init failed";
 
+  a.tenant = request.tenant_config;
   a.url = tenant->token_url;
   a.max_response_bytes = options.max_response_bytes;
   a.correlation_header = options.correlation_header;
@@ -356,6 +388,7 @@ TokenResult CurlTokenClient::Impl::Finish(Attempt& a, CURLcode code) {
   result.latency = latency;
   result.request_id = a.request_id;
   result.correlation_id = a.correlation_id;
+  if (a.tenant) RedactSecret(result, *a.tenant);
   if (!result.retry_after && !a.retry_after.empty()) {
     result.retry_after = ParseRetryAfter(a.retry_after, clock.SystemNow());
   }
