@@ -459,7 +459,8 @@ std::vector<Value> Loader::Entries(const Value& map, std::span<const std::string
   }
   std::unordered_map<std::string, int> first_line;
   for (auto it = map.node.begin(); it != map.node.end(); ++it) {
-    const YAML::Node& key = it->first;
+    // A copy: `it->first` lives in a proxy that dies with this statement.
+    const YAML::Node key = it->first;
     const Pos key_pos = PosOf(key);
     if (!key.IsScalar()) {
       diag_.Error(key_pos, map.path, "keys must be strings");
