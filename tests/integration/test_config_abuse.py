@@ -122,7 +122,8 @@ def test_unreadable_file_and_secret(tmp_path):
     ("socket:\n\tpath: x\n", 2, ""),
     ("tenants:\n  - id: a\n - id: b\n", 3, ""),
     ("a: b: c\n", 1, ""),
-    ("--- {}\n--- {}\n", 0, "one YAML document"),
+    ("--- {}\n--- {}\n", 2, "one YAML document"),
+    (",refea-bc_id: 2}]\n", 1, "YAML syntax error"),  # made yaml-cpp's LoadAll() eat all memory
 ])
 def test_yaml_syntax_errors(tmp_path, text, line, words):
     result = refused(tmp_path, text, [(line, "", words)])
