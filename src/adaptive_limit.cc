@@ -21,19 +21,9 @@ std::optional<AdaptiveLimit::Change> AdaptiveLimit::SetMaximum(int maximum) {
 }
 
 std::optional<AdaptiveLimit::Change> AdaptiveLimit::OnResult(const TokenResult& result,
-                                                            int sent_concurrency, MonoTime now,
-                                                            std::optional<MonoTime> sent) {
+                                                            int sent_concurrency, MonoTime now) {
   int from = limit_;
-  const size_t level = static_cast<size_t>(std::max(1, sent_concurrency));
-  if (result.ok()) {
-    if (last_success_at_.size() <= level) last_success_at_.resize(level + 1);
-    for (size_t k = 1; k <= level; ++k) last_success_at_[k] = std::max(last_success_at_[k], now);
-  }
   if (IsCongestion(result)) {
-    if (sent && level < last_success_at_.size() && last_success_at_[level] > *sent) {
-      // The gateway answered at this concurrency meanwhile: not its capacity.
-      return std::nullopt;
-    }
     slowest_congestion_ = std::max(slowest_congestion_, result.latency);
     if (sent_concurrency > limit_) {
       // Sent above a limit already cut: this episode was answered.

@@ -310,18 +310,15 @@ void RefreshScheduler::StartAttempt(Tenant& t) {
   log_.Debug("refresh_started", "token request sent",
              {{"tenant", t.config->id}, {"attempt", t.attempt}, {"request_id", request.request_id}});
   client_.Start(std::move(request), [this, id = t.config->id, generation = t.generation,
-                                     sent_concurrency = limit_.in_flight(),
-                                     sent = t.sent](TokenResult result) {
-    OnResult(id, generation, sent_concurrency, sent, std::move(result));
+                                     sent_concurrency = limit_.in_flight()](TokenResult result) {
+    OnResult(id, generation, sent_concurrency, std::move(result));
   });
 }
 
 void RefreshScheduler::OnResult(const std::string& id, uint64_t generation, int sent_concurrency,
-                                MonoTime sent, TokenResult result) {
+                                TokenResult result) {
   limit_.Release();
-  if (adaptive_) {
-    ApplyLimitChange(adaptive_->OnResult(result, sent_concurrency, clock_.Now(), sent));
-  }
+  if (adaptive_) ApplyLimitChange(adaptive_->OnResult(result, sent_concurrency, clock_.Now()));
   if (metrics_) metrics_->RecordAttempt(id, result.kind, result.latency);
   MonoTime now = clock_.Now();
   auto it = tenants_.find(id);

@@ -2,7 +2,6 @@
 
 #include <optional>
 #include <string>
-#include <vector>
 
 #include "tokend/clock.h"
 #include "tokend/token_client.h"
@@ -19,12 +18,6 @@ namespace tokend {
 // episode is one cut: the other casualties of an overshoot, all sent above the
 // new limit, are ignored; a capacity that shrank keeps failing at or below the
 // limit and steps it down further.
-//
-// A congestion answer is disregarded when the gateway has proved it wrong: a
-// request sent at the same or a higher concurrency succeeded after the failed
-// one was sent. Then the failure is that request's own (one tenant's token_url
-// hanging or blackholed, say), and cutting the shared limit for it would let
-// one broken tenant hold every other tenant to its slow pace.
 //
 // Growth needs proof, so the limit never drifts up without load: only a success
 // of a request sent *at* the limit raises it.
@@ -52,10 +45,7 @@ class AdaptiveLimit {
   };
 
   // Feeds one attempt's outcome. Returns the change of the limit, if any.
-  // `sent` is when the attempt was sent; without it a congestion answer is
-  // always taken at its word.
-  std::optional<Change> OnResult(const TokenResult& result, int sent_concurrency, MonoTime now,
-                                 std::optional<MonoTime> sent = std::nullopt);
+  std::optional<Change> OnResult(const TokenResult& result, int sent_concurrency, MonoTime now);
 
   // A new configured maximum (reload).
   std::optional<Change> SetMaximum(int maximum);
@@ -73,8 +63,6 @@ class AdaptiveLimit {
   std::optional<MonoTime> last_congestion_;
   std::optional<MonoTime> last_increase_;
   Millis slowest_congestion_{0};
-  // [k]: when a success sent at concurrency k or more last came back.
-  std::vector<MonoTime> last_success_at_;
 };
 
 }  // namespace tokend

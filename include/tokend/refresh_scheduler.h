@@ -105,7 +105,7 @@ class RefreshScheduler {
   void Enqueue(Tenant& t);
   void StartWaiting();
   void StartAttempt(Tenant& t);
-  void OnResult(const std::string& id, uint64_t generation, int sent_concurrency, MonoTime sent,
+  void OnResult(const std::string& id, uint64_t generation, int sent_concurrency,
                 TokenResult result);
   void ApplyLimitChange(const std::optional<AdaptiveLimit::Change>& change);
   void OnSuccess(Tenant& t, TokenResult& result, MonoTime now);

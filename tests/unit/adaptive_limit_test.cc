@@ -50,36 +50,6 @@ TEST(AdaptiveLimitTest, CongestionCutsToTheLastGoodConcurrencyOncePerEpisode) {
   EXPECT_FALSE(limit.slow_start());
 }
 
-TEST(AdaptiveLimitTest, TimeoutContradictedByASuccessAtThatConcurrencyIsNotCongestion) {
-  // One tenant's endpoint hangs; others succeed at the same concurrency while
-  // its attempt waits out the timeout. The shared limit must not pay for it.
-  AdaptiveLimit limit(4);
-  MonoTime sent{};
-  TokenResult timeout;
-  timeout.kind = AttemptKind::kTimeout;
-  timeout.latency = Millis(2000);
-  limit.OnResult(Ok(), 2, sent + Millis(100));
-  ASSERT_EQ(limit.limit(), 3);
-  EXPECT_FALSE(limit.OnResult(timeout, 2, sent + Millis(2000), sent));
-  EXPECT_EQ(limit.limit(), 3);
-  EXPECT_TRUE(limit.slow_start());
-  // A success that came back before the failed attempt was sent proves nothing.
-  auto change = limit.OnResult(timeout, 2, sent + Millis(2500), sent + Millis(200));
-  ASSERT_TRUE(change);
-  EXPECT_EQ(change->to, 1);
-}
-
-TEST(AdaptiveLimitTest, SuccessAtALowerConcurrencyDoesNotContradictCongestion) {
-  AdaptiveLimit limit(4);
-  MonoTime sent{};
-  limit.OnResult(Ok(), 2, sent);
-  ASSERT_EQ(limit.limit(), 3);
-  limit.OnResult(Ok(), 2, sent + Millis(600));  // below the limit of 3 by then
-  auto change = limit.OnResult(Gateway504(), 3, sent + Millis(700), sent + Millis(100));
-  ASSERT_TRUE(change);
-  EXPECT_EQ(change->to, 2);
-}
-
 TEST(AdaptiveLimitTest, PlateauThenOneProbeAtATime) {
   AdaptiveLimit limit(32);
   MonoTime now{};
