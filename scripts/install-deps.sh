@@ -7,7 +7,7 @@ packages=(
   cmake g++ make pkg-config
   libcurl4-openssl-dev nlohmann-json3-dev libspdlog-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libsystemd-dev
-  python3 python3-pytest openssl ca-certificates
+  python3 python3-pytest python3-prometheus-client openssl ca-certificates
 )
 if [ "${TOKEND_WITH_FUZZ:-0}" = 1 ]; then packages+=(clang libclang-rt-14-dev); fi
 

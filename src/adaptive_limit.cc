@@ -20,7 +20,8 @@ std::optional<AdaptiveLimit::Change> AdaptiveLimit::SetMaximum(int maximum) {
   return change;
 }
 
-std::optional<AdaptiveLimit::Change> AdaptiveLimit::OnResult(const TokenResult& result,
+std::optional<AdaptiveLimit::Change> AdaptiveLimit::OnResult(const std::string& tenant,
+                                                            const TokenResult& result,
                                                             int sent_concurrency, MonoTime now) {
   int from = limit_;
   if (IsCongestion(result)) {
@@ -29,6 +30,14 @@ std::optional<AdaptiveLimit::Change> AdaptiveLimit::OnResult(const TokenResult& 
       // Sent above a limit already cut: this episode was answered.
       return std::nullopt;
     }
+    Millis window = std::max(kConfirmWindow, 2 * slowest_congestion_);
+    if (!pending_ || pending_->tenant == tenant || now - pending_->at > window) {
+      pending_ = Signal{tenant, sent_concurrency, now};
+      return std::nullopt;
+    }
+    // Two tenants agree: the gateway is full at the lower of their concurrencies.
+    sent_concurrency = std::min(sent_concurrency, pending_->sent_concurrency);
+    pending_.reset();
     found_ = true;
     last_congestion_ = now;
     limit_ = std::max(1, sent_concurrency - 1);

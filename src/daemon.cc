@@ -274,13 +274,15 @@ int Daemon::Run(const sigset_t& signals) {
     return kExitRuntime;
   }
   if (fds == 1) activated_fd = SD_LISTEN_FDS_START;
+  // Tenants (and tokens restored from state.file) are in the store before the
+  // socket serves, so the first request never sees an empty daemon.
+  engine_.Start();
   if (std::string error = server_.Start(activated_fd); !error.empty()) {
     log_.Error("socket_failed", "cannot serve the socket",
                {{"socket", config_.socket.path}, {"error", error}});
     std::cerr << "tokend: " << error << "\n";
     return kExitRuntime;
   }
-  engine_.Start();
   log_.Info("config_loaded", "config loaded", {{"tenants", config_.tenants.size()}});
   log_.Info("ready", "tokend is ready", {{"tenants", config_.tenants.size()}});
   notifier_.Ready();

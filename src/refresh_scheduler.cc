@@ -27,11 +27,22 @@ struct RefreshScheduler::Tenant {
   SysTime sent_system;
 
   std::optional<MonoTime> timer;  // the key of this tenant's entry in timers_
+
+  // Repeated identical failures are logged sparingly (see LogFailure).
+  std::string failure_signature;
+  int failure_repeats = 0;     // consecutive failures with that signature
+  int failures_suppressed = 0;  // not logged since the last line
 };
 
 namespace {
 
 int64_t ToMillis(Millis d) { return d.count(); }
+
+// An identical failure (same kind, status and OAuth error, same state) is logged
+// the first kLogFirstRepeats times in a row, then every kLogEveryRepeats-th time
+// with the count of lines left out; a change of state is always logged.
+constexpr int kLogFirstRepeats = 3;
+constexpr int kLogEveryRepeats = 10;
 
 Millis Between(MonoTime from, MonoTime to) {
   return std::chrono::duration_cast<Millis>(to - from);
@@ -48,6 +59,7 @@ RefreshScheduler::RefreshScheduler(const Clock& clock, Random& random, TokenClie
       log_(log),
       options_(std::move(options)),
       limit_(options_.refresh.max_concurrent) {
+  store_.SetExpiryMargin(options_.refresh.expiry_margin);
   if (options_.refresh.adaptive) {
     adaptive_.emplace(options_.refresh.max_concurrent);
     limit_.SetEffective(adaptive_->limit());
@@ -318,7 +330,9 @@ void RefreshScheduler::StartAttempt(Tenant& t) {
 void RefreshScheduler::OnResult(const std::string& id, uint64_t generation, int sent_concurrency,
                                 TokenResult result) {
   limit_.Release();
-  if (adaptive_) ApplyLimitChange(adaptive_->OnResult(result, sent_concurrency, clock_.Now()));
+  if (adaptive_) {
+    ApplyLimitChange(adaptive_->OnResult(id, result, sent_concurrency, clock_.Now()));
+  }
   if (metrics_) metrics_->RecordAttempt(id, result.kind, result.latency);
   MonoTime now = clock_.Now();
   auto it = tenants_.find(id);
@@ -372,6 +386,9 @@ void RefreshScheduler::OnSuccess(Tenant& t, TokenResult& result, MonoTime now) {
   if (next < now) next = now;
 
   int attempt = t.attempt;
+  t.failure_signature.clear();
+  t.failure_repeats = 0;
+  t.failures_suppressed = 0;
   t.token = std::move(token);
   ++token_version_;
   t.state = TenantState::kFresh;
@@ -442,7 +459,24 @@ void RefreshScheduler::OnFailure(Tenant& t, const TokenResult& result, MonoTime 
                    {"state", ToString(t.state)},
                    {"error", result.message}};
   if (result.retry_after) fields["retry_after_ms"] = ToMillis(*result.retry_after);
-  log_.Warn("refresh_failed", "token request failed", fields);
+
+  std::string signature = std::string(ToString(result.kind)) + "|" +
+                          std::to_string(result.http_status) + "|" + result.oauth_error + "|" +
+                          ToString(t.state);
+  if (signature == t.failure_signature && previous == t.state) {
+    t.failure_repeats += 1;
+  } else {
+    t.failure_signature = std::move(signature);
+    t.failure_repeats = 1;
+  }
+  if (t.failure_repeats <= kLogFirstRepeats || t.failure_repeats % kLogEveryRepeats == 0) {
+    if (t.failure_repeats > 1) fields["repeats"] = t.failure_repeats;
+    if (t.failures_suppressed > 0) fields["suppressed"] = t.failures_suppressed;
+    t.failures_suppressed = 0;
+    log_.Warn("refresh_failed", "token request failed", fields);
+  } else {
+    t.failures_suppressed += 1;
+  }
   if (t.state == TenantState::kFailed && previous != TenantState::kFailed) {
     log_.Error("tenant_failed", "token endpoint refused the client; retrying after permanent_error_retry",
                {{"tenant", t.config->id},

@@ -19,6 +19,12 @@ namespace tokend {
 // new limit, are ignored; a capacity that shrank keeps failing at or below the
 // limit and steps it down further.
 //
+// A signal is only taken as the gateway's when a second tenant confirms it: a
+// congestion answer cuts the limit only if another tenant also had one within
+// kConfirmWindow (or twice the slowest congestion answer, if longer). One
+// tenant whose own backend times out or answers 504 over and over says nothing
+// about the gateway, and must not squeeze every other tenant down to one slot.
+//
 // Growth needs proof, so the limit never drifts up without load: only a success
 // of a request sent *at* the limit raises it.
 //  - Slow start (no capacity found yet): +1 per such success, doubling per
@@ -34,6 +40,7 @@ class AdaptiveLimit {
  public:
   static constexpr Millis kPlateau{30000};
   static constexpr Millis kProbeInterval{2000};
+  static constexpr Millis kConfirmWindow{5000};
 
   // Starts in slow start at min(2, maximum).
   explicit AdaptiveLimit(int maximum);
@@ -45,7 +52,8 @@ class AdaptiveLimit {
   };
 
   // Feeds one attempt's outcome. Returns the change of the limit, if any.
-  std::optional<Change> OnResult(const TokenResult& result, int sent_concurrency, MonoTime now);
+  std::optional<Change> OnResult(const std::string& tenant, const TokenResult& result,
+                                 int sent_concurrency, MonoTime now);
 
   // A new configured maximum (reload).
   std::optional<Change> SetMaximum(int maximum);
@@ -63,6 +71,14 @@ class AdaptiveLimit {
   std::optional<MonoTime> last_congestion_;
   std::optional<MonoTime> last_increase_;
   Millis slowest_congestion_{0};
+
+  // The latest unconfirmed congestion signal.
+  struct Signal {
+    std::string tenant;
+    int sent_concurrency = 0;
+    MonoTime at;
+  };
+  std::optional<Signal> pending_;
 };
 
 }  // namespace tokend

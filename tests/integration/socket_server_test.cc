@@ -174,7 +174,7 @@ TEST_F(SocketServerTest, OneConnectionTooManyIsToldBusy) {
   EXPECT_EQ(answer["ok"], false);
   EXPECT_EQ(answer["error"], "busy");
   EXPECT_TRUE(third.WaitClosed());
-  EXPECT_EQ(server_->Counters().connections_busy, 1u);
+  EXPECT_TRUE(WaitFor([&] { return server_->Counters().connections_busy == 1u; }));
 
   // A freed slot is usable again.
   a.Close();

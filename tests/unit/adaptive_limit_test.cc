@@ -24,51 +24,68 @@ TEST(AdaptiveLimitTest, SlowStartGrowsOnlyWithSuccessesAtTheLimit) {
   AdaptiveLimit limit(32);
   MonoTime now{};
   EXPECT_EQ(limit.limit(), 2);
-  EXPECT_FALSE(limit.OnResult(Ok(), 1, now));  // below the limit: no proof
+  EXPECT_FALSE(limit.OnResult("x", Ok(), 1, now));  // below the limit: no proof
   EXPECT_EQ(limit.limit(), 2);
-  auto change = limit.OnResult(Ok(), 2, now);
+  auto change = limit.OnResult("x", Ok(), 2, now);
   ASSERT_TRUE(change);
   EXPECT_EQ(change->from, 2);
   EXPECT_EQ(change->to, 3);
   EXPECT_EQ(change->reason, "slow_start");
-  for (int k = 3; k < 40; ++k) limit.OnResult(Ok(), k, now);
+  for (int k = 3; k < 40; ++k) limit.OnResult("x", Ok(), k, now);
   EXPECT_EQ(limit.limit(), 32);  // never above the maximum
 }
 
 TEST(AdaptiveLimitTest, CongestionCutsToTheLastGoodConcurrencyOncePerEpisode) {
   AdaptiveLimit limit(32);
   MonoTime now{};
-  for (int k = 2; k < 12; ++k) limit.OnResult(Ok(), k, now);
+  for (int k = 2; k < 12; ++k) limit.OnResult("x", Ok(), k, now);
   ASSERT_EQ(limit.limit(), 12);
-  auto change = limit.OnResult(Gateway504(), 9, now);
+  EXPECT_FALSE(limit.OnResult("y", Gateway504(), 10, now));  // one tenant alone: unconfirmed
+  auto change = limit.OnResult("x", Gateway504(), 9, now);
   ASSERT_TRUE(change);
   EXPECT_EQ(change->to, 8);
   EXPECT_EQ(change->reason, "congestion");
   // The rest of the overshoot was sent above 8: no further cut.
-  for (int k = 9; k <= 12; ++k) EXPECT_FALSE(limit.OnResult(Gateway504(), k, now));
+  for (int k = 9; k <= 12; ++k) EXPECT_FALSE(limit.OnResult("x", Gateway504(), k, now));
   EXPECT_EQ(limit.limit(), 8);
   EXPECT_FALSE(limit.slow_start());
+}
+
+TEST(AdaptiveLimitTest, OneTenantsOwnFailuresNeverCutTheLimit) {
+  AdaptiveLimit limit(8);
+  MonoTime now{};
+  for (int k = 2; k < 8; ++k) limit.OnResult("x", Ok(), k, now);
+  ASSERT_EQ(limit.limit(), 8);
+  TokenResult timeout;
+  timeout.kind = AttemptKind::kTimeout;
+  for (int i = 0; i < 20; ++i) {
+    now += Millis(15000);
+    EXPECT_FALSE(limit.OnResult("hanging", timeout, 1 + i % 8, now));
+    EXPECT_FALSE(limit.OnResult("broken", Gateway504(Millis(10)), 1, now + Millis(6000)));
+  }
+  EXPECT_EQ(limit.limit(), 8);
 }
 
 TEST(AdaptiveLimitTest, PlateauThenOneProbeAtATime) {
   AdaptiveLimit limit(32);
   MonoTime now{};
-  for (int k = 2; k < 10; ++k) limit.OnResult(Ok(), k, now);
-  limit.OnResult(Gateway504(Millis(1500)), 9, now);
+  for (int k = 2; k < 10; ++k) limit.OnResult("x", Ok(), k, now);
+  limit.OnResult("y", Gateway504(Millis(1500)), 9, now);
+  limit.OnResult("x", Gateway504(Millis(1500)), 9, now);
   ASSERT_EQ(limit.limit(), 8);
   // Successes at the limit during the plateau do not raise it.
   for (int i = 0; i < 1000; ++i) {
     now += Millis(25);
-    ASSERT_FALSE(limit.OnResult(Ok(), 8, now)) << i;
+    ASSERT_FALSE(limit.OnResult("x", Ok(), 8, now)) << i;
   }
   now = MonoTime{} + AdaptiveLimit::kPlateau;
-  auto probe = limit.OnResult(Ok(), 8, now);
+  auto probe = limit.OnResult("x", Ok(), 8, now);
   ASSERT_TRUE(probe);
   EXPECT_EQ(probe->reason, "probe");
   EXPECT_EQ(limit.limit(), 9);
   // The next step waits for twice the slowest 504 seen (3 s > probe interval).
-  EXPECT_FALSE(limit.OnResult(Ok(), 9, now + Millis(2999)));
-  EXPECT_TRUE(limit.OnResult(Ok(), 9, now + Millis(3000)));
+  EXPECT_FALSE(limit.OnResult("x", Ok(), 9, now + Millis(2999)));
+  EXPECT_TRUE(limit.OnResult("x", Ok(), 9, now + Millis(3000)));
   EXPECT_EQ(limit.limit(), 10);
 }
 
@@ -77,14 +94,17 @@ TEST(AdaptiveLimitTest, NeverBelowOneAndTimeoutsAnd429sCount) {
   MonoTime now{};
   TokenResult timeout;
   timeout.kind = AttemptKind::kTimeout;
-  limit.OnResult(timeout, 1, now);
+  limit.OnResult("y", timeout, 1, now);
+  limit.OnResult("x", timeout, 1, now);
   EXPECT_EQ(limit.limit(), 1);
-  limit.OnResult(timeout, 1, now);
+  limit.OnResult("y", timeout, 1, now);
+  limit.OnResult("x", timeout, 1, now);
   EXPECT_EQ(limit.limit(), 1);
   AdaptiveLimit other(4);
-  other.OnResult(Ok(), 2, now);
+  other.OnResult("x", Ok(), 2, now);
   TokenResult busy = HttpFailure(429, AttemptKind::kHttp429);
-  ASSERT_TRUE(other.OnResult(busy, 3, now));
+  EXPECT_FALSE(other.OnResult("y", busy, 3, now));
+  ASSERT_TRUE(other.OnResult("x", busy, 3, now));
   EXPECT_EQ(other.limit(), 2);
   EXPECT_FALSE(AdaptiveLimit::IsCongestion(HttpFailure(503, AttemptKind::kHttp5xx)));
 }

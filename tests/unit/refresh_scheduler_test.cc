@@ -180,7 +180,7 @@ TEST_F(RefreshSchedulerTest, RetryableFailuresBackOffExponentiallyUpToMax) {
   }
   EXPECT_EQ(waits, (std::vector<int64_t>{1000, 2000, 4000, 8000, 10000, 10000}));
   auto failed = log_.Events("refresh_failed");
-  ASSERT_EQ(failed.size(), 6u);
+  ASSERT_EQ(failed.size(), 3u);  // later identical ones are logged sparingly
   EXPECT_EQ(failed[2]["retry_in_ms"], 4000);
   EXPECT_EQ(failed[2]["attempt"], 3);
   EXPECT_EQ(failed[2]["kind"], "http_5xx");
@@ -494,6 +494,55 @@ TEST_F(RefreshSchedulerTest, StoreNeverRepublishesAnInvalidatedToken) {
   Scheduler().RefreshNow("a");
   Scheduler().RunDue();
   EXPECT_FALSE(store_.Servable("a", clock_.Now()));
+}
+
+}  // namespace
+}  // namespace tokend
+
+namespace tokend {
+namespace {
+
+TEST_F(RefreshSchedulerTest, RepeatedIdenticalFailuresAreLoggedSparingly) {
+  options_.refresh.startup_spread = Millis(0);
+  options_.backoff.max = seconds(1);
+  Scheduler().SetTenants({MakeTenant("a")});
+  Scheduler().RunDue();
+  for (int i = 0; i < 25; ++i) {
+    ASSERT_TRUE(client_.Complete(HttpFailure(503, AttemptKind::kHttp5xx)));
+    RunFor(seconds(1));
+  }
+  auto failed = log_.Events("refresh_failed");
+  // Failures 1, 2, 3, 10 and 20 are logged; the later lines count what was left out.
+  ASSERT_EQ(failed.size(), 5u);
+  EXPECT_EQ(failed[3]["repeats"], 10);
+  EXPECT_EQ(failed[3]["suppressed"], 6);
+  EXPECT_EQ(failed[4]["repeats"], 20);
+  EXPECT_EQ(failed[4]["suppressed"], 9);
+  EXPECT_EQ(failed[4]["consecutive_failures"], 20);
+
+  // A different failure is logged at once.
+  ASSERT_TRUE(client_.Complete(HttpFailure(504, AttemptKind::kHttp5xx)));
+  EXPECT_EQ(log_.Events("refresh_failed").size(), 6u);
+}
+
+TEST_F(RefreshSchedulerTest, StateChangeIsAlwaysLoggedEvenMidRepeat) {
+  options_.refresh.startup_spread = Millis(0);
+  options_.refresh.expiry_margin = seconds(1);
+  options_.backoff.max = seconds(1);
+  options_.backoff.initial = seconds(1);
+  Scheduler().SetTenants({MakeTenant("a")});
+  Scheduler().RunDue();
+  ASSERT_TRUE(client_.Complete(OkResult("tok", 20)));  // refresh due at 8..12 s, expires at 20 s
+  for (int i = 0; i < 30; ++i) {
+    RunFor(seconds(1));
+    client_.Complete(HttpFailure(503, AttemptKind::kHttp5xx));
+  }
+  auto failed = log_.Events("refresh_failed");
+  std::vector<std::string> states;
+  for (const auto& e : failed) states.push_back(e["state"]);
+  EXPECT_NE(std::find(states.begin(), states.end(), "stale"), states.end()) << log_.Text();
+  EXPECT_NE(std::find(states.begin(), states.end(), "expired"), states.end());
+  EXPECT_EQ(log_.Events("token_expired").size(), 1u);
 }
 
 }  // namespace
