@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -17,6 +18,7 @@
 #include <exception>
 #include <filesystem>
 #include <set>
+#include <sstream>
 #include <span>
 #include <string_view>
 #include <tuple>
@@ -461,7 +463,8 @@ std::vector<Value> Loader::Entries(const Value& map, std::span<const std::string
   }
   std::unordered_map<std::string, int> first_line;
   for (auto it = map.node.begin(); it != map.node.end(); ++it) {
-    const YAML::Node& key = it->first;
+    // A copy: `it->first` lives in a proxy that dies with this statement.
+    const YAML::Node key = it->first;
     const Pos key_pos = PosOf(key);
     if (!key.IsScalar()) {
       diag_.Error(key_pos, map.path, "keys must be strings");
@@ -1244,6 +1247,25 @@ void Loader::Load(const YAML::Node& root, Config& config) {
   LoadTenants(section("tenants"), defaults, config.tenants);
 }
 
+// Notes where each document of a YAML stream starts, building nothing.
+class DocumentStarts final : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark& mark) override { marks.push_back(mark); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+
+  std::vector<YAML::Mark> marks;
+};
+
 ConfigLoadResult LoadFromText(const std::string& yaml_text, const std::string& path,
                               const std::filesystem::path& base_dir, const SecretSource& env,
                               const AccountDirectory& accounts) {
@@ -1251,12 +1273,24 @@ ConfigLoadResult LoadFromText(const std::string& yaml_text, const std::string& p
   result.config.source_path = path;
   Diagnostics diag(path);
   try {
-    const std::vector<YAML::Node> documents = YAML::LoadAll(yaml_text);
-    if (documents.size() > 1) {
-      diag.Error({}, "", "expected one YAML document, found " + std::to_string(documents.size()));
+    // At most two documents are looked at, never YAML::LoadAll(): on some
+    // malformed streams (",x") yaml-cpp 0.7's parser reports an empty document
+    // again and again without consuming input, and LoadAll() collects them
+    // until memory runs out (fixed upstream by yaml-cpp PR #1319; found by
+    // fuzz_config). A second document starting where the first did is that.
+    std::istringstream stream(yaml_text);
+    YAML::Parser parser(stream);
+    DocumentStarts starts;
+    int documents = 0;
+    while (documents < 2 && parser.HandleNextDocument(starts)) ++documents;
+    if (documents > 1 && starts.marks.size() > 1 && starts.marks[1].pos == starts.marks[0].pos) {
+      diag.Error(PosOf(starts.marks[1]), "", "YAML syntax error: unexpected character");
+    } else if (documents > 1) {
+      diag.Error(PosOf(starts.marks[1]), "",
+                 "expected one YAML document, found a second one here");
     } else {
       Loader loader(diag, env, accounts, base_dir);
-      loader.Load(documents.empty() ? YAML::Node() : documents[0], result.config);
+      loader.Load(documents == 0 ? YAML::Node() : YAML::Load(yaml_text), result.config);
     }
   } catch (const YAML::Exception& e) {
     diag.Error(PosOf(e.mark), "", e.msg);

@@ -18,9 +18,13 @@
 namespace tokend {
 namespace {
 
-// Idle connections kept for reuse across attempts (all hosts together). Attempts
-// in flight are not limited by this; it only bounds what stays open in between.
-constexpr long kMaxIdleConnections = 64;
+// Every attempt opens its own connection and closes it afterwards. On a reused
+// keep-alive connection that dies before answering (a server reset, an idle
+// close racing our request), libcurl silently re-sends the POST on a new
+// connection with the same headers: a hidden second request carrying the same
+// request id, uncounted and outside the backoff. Refreshes are minutes apart
+// per tenant, so the handshake this costs does not matter. (CURLOPT_FRESH_CONNECT
+// and CURLOPT_FORBID_REUSE below.)
 
 void InitCurlOnce() {
   static std::once_flag once;
@@ -117,10 +121,41 @@ bool IsTlsError(CURLcode code) {
   }
 }
 
+void RedactIn(std::string& text, std::string_view needle) {
+  static constexpr std::string_view kRedacted = "[redacted]";
+  for (size_t at = text.find(needle); at != std::string::npos;
+       at = text.find(needle, at + kRedacted.size())) {
+    text.replace(at, needle.size(), kRedacted);
+  }
+}
+
+// An endpoint may echo what it was sent (the secret in an error description, a
+// Basic credential in a header it reflects); what it says is logged, counted
+// and shown by `status`, so the tenant's secret is cut out of all of it, in
+// every form it was sent in. Secrets shorter than 4 bytes are left: redacting
+// them would shred every message and hide nothing.
+void RedactSecret(TokenResult& result, const TenantConfig& tenant) {
+  if (tenant.client_secret.size() < 4) return;
+  std::string forms[] = {
+      tenant.client_secret,
+      FormEncode(tenant.client_secret),
+      Base64(FormEncode(tenant.client_id) + ":" + FormEncode(tenant.client_secret)),
+      Base64(tenant.client_id + ":" + tenant.client_secret),
+  };
+  for (const std::string& form : forms) {
+    for (std::string* text : {&result.message, &result.oauth_error,
+                              &result.oauth_error_description, &result.correlation_id}) {
+      RedactIn(*text, form);
+    }
+  }
+  for (std::string& form : forms) Wipe(form);
+}
+
 // One attempt in flight: its easy handle and everything the handle points into.
 struct Attempt {
   CURL* easy = nullptr;
   TokenClient::Callback done;
+  std::shared_ptr<const TenantConfig> tenant;  // for RedactSecret()
   std::string request_id;
   std::string url;
   std::string form;               // holds the secret with client_secret_post; wiped
@@ -209,6 +244,7 @@ std::string CurlTokenClient::Impl::Configure(Attempt& a, const TokenRequest& req
   a.easy = curl_easy_init();
   if (a.easy == nullptr) return "curl_easy_init failed";
 
+  a.tenant = request.tenant_config;
   a.url = tenant->token_url;
   a.max_response_bytes = options.max_response_bytes;
   a.correlation_header = options.correlation_header;
@@ -260,6 +296,8 @@ std::string CurlTokenClient::Impl::Configure(Attempt& a, const TokenRequest& req
   ok = curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") == CURLE_OK &&
        curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https") == CURLE_OK &&
        curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) == CURLE_OK &&
+       curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L) == CURLE_OK &&
+       curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L) == CURLE_OK &&
        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
        curl_easy_setopt(e, CURLOPT_ERRORBUFFER, a.error) == CURLE_OK &&
        curl_easy_setopt(e, CURLOPT_POST, 1L) == CURLE_OK &&
@@ -350,6 +388,7 @@ TokenResult CurlTokenClient::Impl::Finish(Attempt& a, CURLcode code) {
   result.latency = latency;
   result.request_id = a.request_id;
   result.correlation_id = a.correlation_id;
+  if (a.tenant) RedactSecret(result, *a.tenant);
   if (!result.retry_after && !a.retry_after.empty()) {
     result.retry_after = ParseRetryAfter(a.retry_after, clock.SystemNow());
   }
@@ -360,7 +399,6 @@ CurlTokenClient::CurlTokenClient(const HttpOptions& options, const Clock& clock)
     : impl_(std::make_unique<Impl>(options, clock)) {
   InitCurlOnce();
   impl_->multi = curl_multi_init();
-  curl_multi_setopt(impl_->multi, CURLMOPT_MAXCONNECTS, kMaxIdleConnections);
 }
 
 CurlTokenClient::~CurlTokenClient() {

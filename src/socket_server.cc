@@ -155,22 +155,36 @@ std::string SocketServer::Start(int inherited_listen_fd) {
 
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return "socket: " + Errno(errno);
+    // Bound under a temporary name and renamed into place once listening, so
+    // the path never names a socket nobody listens on: a client that waits for
+    // the file to appear would get ECONNREFUSED between bind() and listen().
+    // (A path too long for the temporary name is bound directly.)
+    std::string bound_path = path + ".tmp-" + std::to_string(getpid());
+    sockaddr_un bound_addr = addr;
+    if (bound_path.size() < sizeof bound_addr.sun_path) {
+      std::memcpy(bound_addr.sun_path, bound_path.c_str(), bound_path.size() + 1);
+      unlink(bound_path.c_str());
+    } else {
+      bound_path = path;
+    }
     // The umask makes the file no wider than `mode` from its first moment; the
     // chmod then sets exactly `mode`. (umask is process-wide: Start() runs
     // before other threads create files.)
     mode_t old_mask = umask(static_cast<mode_t>(~options_.mode & 0777));
-    int rc = bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
+    int rc = bind(fd, reinterpret_cast<const sockaddr*>(&bound_addr), sizeof bound_addr);
     int err = errno;
     umask(old_mask);
     if (rc != 0) {
       ::close(fd);
       return "cannot bind " + path + ": " + Errno(err);
     }
-    if (chmod(path.c_str(), static_cast<mode_t>(options_.mode & 07777)) != 0 ||
-        lstat(path.c_str(), &bound_stat_) != 0 || listen(fd, SOMAXCONN) != 0) {
+    if (chmod(bound_path.c_str(), static_cast<mode_t>(options_.mode & 07777)) != 0 ||
+        listen(fd, SOMAXCONN) != 0 ||
+        (bound_path != path && rename(bound_path.c_str(), path.c_str()) != 0) ||
+        lstat(path.c_str(), &bound_stat_) != 0) {
       err = errno;
       ::close(fd);
-      unlink(path.c_str());
+      unlink(bound_path.c_str());
       return "cannot listen on " + path + ": " + Errno(err);
     }
     listen_fd_ = fd;

@@ -214,9 +214,21 @@ class Handler(BaseHTTPRequestHandler):
             raise ValueError("bad Content-Length")
         return self.rfile.read(length) if length else b""
 
+    def leave_flight(self, outcome):
+        """Ends this token request's time in flight and counts its outcome (once).
+        Called before the answer goes out: a client that has its answer may send
+        its next request, or read the stats, at once, and must find this request
+        done in them."""
+        if getattr(self, "_in_flight", False):
+            self._in_flight = False
+            with self.endpoint.lock:
+                self.endpoint.in_flight -= 1
+                self.endpoint.status_counts[str(outcome)] += 1
+
     def send_answer(self, status, body=b"", content_type="application/json", headers=None):
         if isinstance(body, str):
             body = body.encode()
+        self.leave_flight(status)
         self.send_response(status)
         self.send_header("ININ-Correlation-Id", str(uuid.uuid4()))
         if body or status not in (204, 304):
@@ -402,6 +414,7 @@ class Handler(BaseHTTPRequestHandler):
 
         with ep.lock:
             ep.in_flight += 1
+            self._in_flight = True
             ep.max_in_flight = max(ep.max_in_flight, ep.in_flight)
             ep.total_requests += 1
             stats = ep.client_stats(client_id if client_id is not None else "")
@@ -435,9 +448,7 @@ class Handler(BaseHTTPRequestHandler):
                 self.wait(config["service_time"])
                 outcome = self.normal(form, client_id, secret, auth_error, config, stats)
         finally:
-            with ep.lock:
-                ep.in_flight -= 1
-                ep.status_counts[str(outcome)] += 1
+            self.leave_flight(outcome)  # hang, reset: no answer went out
 
     def lifetime_for(self, client_id, config):
         client = self.endpoint.clients.get(client_id)

@@ -30,3 +30,15 @@ def tokend_factory(tmp_path):
     yield make
     for daemon in started:
         daemon.stop(timeout=5)
+    # Log hygiene, for every daemon of every test: no client secret and no access
+    # token in any log line (SPEC §6). Tokens are those the daemon's endpoint
+    # issued, when it still answers, plus anything shaped like a fake-endpoint token.
+    for daemon in started:
+        tokens = []
+        if daemon.endpoint is not None:
+            try:
+                tokens = daemon.endpoint.stats()["tokens"]
+            except Exception:  # the endpoint was already stopped
+                pass
+        leaks = daemon.log_leaks(tokens)
+        assert not leaks, f"{daemon.log_path}: secret or token in the log:\n" + "\n".join(leaks)

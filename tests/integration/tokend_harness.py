@@ -6,6 +6,7 @@ build/tokend and build/tokenctl under the repository are used.
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -17,6 +18,26 @@ import yaml_lite
 REPO = Path(__file__).resolve().parents[2]
 TOKEND_BIN = os.environ.get("TOKEND_BIN", str(REPO / "build" / "tokend"))
 TOKENCTL_BIN = os.environ.get("TOKENCTL_BIN", str(REPO / "build" / "tokenctl"))
+
+
+# What the fake endpoint issues ("tok-" + 32 url-safe characters); a run of 8
+# or more such characters after "tok-" catches a truncated token too.
+TOKEN_PATTERN = re.compile(r"tok-[A-Za-z0-9_-]{8,}")
+
+
+def log_leaks(text, secrets=(), tokens=()):
+    """The lines of `text` holding a client secret, a given access token, or
+    anything shaped like a fake-endpoint token, with what leaked redacted."""
+    needles = [s for s in secrets if s] + [t for t in tokens if t]
+    leaks = []
+    for number, line in enumerate(text.splitlines(), 1):
+        found = [n for n in needles if n in line] + TOKEN_PATTERN.findall(line)
+        if found:
+            redacted = line
+            for n in found:
+                redacted = redacted.replace(n, n[:4] + "<redacted>")
+            leaks.append(f"line {number}: {redacted[:300]}")
+    return leaks
 
 
 def wait_until(predicate, timeout=10.0, interval=0.02, what="condition"):
@@ -80,6 +101,7 @@ class Tokend:
         self.config_path = self.workdir / "tokend.yaml"
         self.endpoint = endpoint
         self.proc = None
+        self.secrets = []  # every client secret written, for log_leaks()
         secrets_dir = self.workdir / "secrets"
         secrets_dir.mkdir(exist_ok=True)
         tenant_entries = []
@@ -88,6 +110,7 @@ class Tokend:
             tid = entry["id"]
             entry.setdefault("client_id", f"client-{tid}")
             secret = entry.pop("secret", None) or (secret_for(tid) if secret_for else f"secret-{tid}")
+            self.secrets.append(secret)
             secret_file = secrets_dir / tid
             secret_file.write_text(secret + "\n")
             secret_file.chmod(0o600)
@@ -174,6 +197,10 @@ class Tokend:
             if name is None or event.get("event") == name:
                 out.append(event)
         return out
+
+    def log_leaks(self, tokens=()):
+        """Log lines that hold one of this daemon's secrets or an access token."""
+        return log_leaks(self.log_text(), self.secrets, tokens)
 
     def tokenctl(self, *args, timeout=15, input=None):
         return subprocess.run(

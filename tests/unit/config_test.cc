@@ -587,7 +587,9 @@ TEST_F(ConfigTest, EmptyOrNonMappingConfig) {
   ExpectErrors("- a\n", {"tokend.yaml:1:1: expected a mapping of sections (socket, access, "
                          "refresh, backoff, http, defaults, tenants, logging, metrics, state)"});
   ExpectErrors(std::string(kOneTenant) + "---\n" + kOneTenant,
-               {"tokend.yaml: expected one YAML document, found 2"});
+               {"tokend.yaml:6:1: expected one YAML document, found a second one here"});
+  // yaml-cpp 0.7's LoadAll() never returned on this (an endless run of empty documents).
+  ExpectErrors(",refea-bc_id: 2}]\n", {"tokend.yaml:1:1: YAML syntax error: unexpected character"});
 }
 
 TEST_F(ConfigTest, TenantsMustBeANonEmptyListOfMappings) {
