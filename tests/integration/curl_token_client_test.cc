@@ -2,6 +2,7 @@
 // on loopback: every answer class, TLS, timeouts, cancellation.
 
 #include "tokend/curl_token_client.h"
+#include "scoped_temp_dir.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
@@ -39,22 +40,6 @@ const std::string kSourceDir = TOKEND_SOURCE_DIR;
 const std::string kPython = TOKEND_PYTHON;
 
 // A directory under /tmp, removed with everything in it.
-class ScopedTempDir {
- public:
-  ScopedTempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "tokend-net-XXXXXX").string();
-    if (mkdtemp(pattern.data()) != nullptr) path_ = pattern;
-  }
-  ~ScopedTempDir() {
-    std::error_code ignored;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ignored);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
 // Runs a command with posix_spawn, stdout to /dev/null; returns its pid or -1.
 pid_t Spawn(const std::vector<std::string>& argv) {
   std::vector<char*> args;

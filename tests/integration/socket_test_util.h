@@ -27,29 +27,12 @@
 #include "tokend/event_log.h"
 #include "tokend/socket_server.h"
 #include "tokend/token_store.h"
+#include "scoped_temp_dir.h"
 
 namespace tokend::testing_util {
 
 // A fresh directory under /tmp (short, so socket paths fit sun_path), removed
 // with everything in it.
-class ScopedTempDir {
- public:
-  ScopedTempDir() {
-    char tmpl[] = "/tmp/tokend-test-XXXXXX";
-    const char* dir = mkdtemp(tmpl);
-    EXPECT_NE(dir, nullptr);
-    path_ = dir != nullptr ? dir : "/tmp";
-  }
-  ~ScopedTempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
 // Records what the socket side asked; tests may hook refresh and invalidate
 // (the hooks run on the server's loop thread).
 class FakeRefreshControl final : public RefreshControl {

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "tokend/accounts.h"
+#include "scoped_temp_dir.h"
 
 namespace tokend {
 namespace {
@@ -20,36 +21,6 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Pair;
-
-// A fresh directory under $TMPDIR, removed with everything in it on destruction.
-class ScopedTempDir {
- public:
-  ScopedTempDir() {
-    std::string pattern =
-        (std::filesystem::temp_directory_path() / "tokend-config-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) std::abort();
-    path_ = pattern;
-  }
-  ~ScopedTempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  ScopedTempDir(const ScopedTempDir&) = delete;
-  ScopedTempDir& operator=(const ScopedTempDir&) = delete;
-
-  // Writes `content` to NAME in the directory with `mode`; returns its path.
-  std::string Write(const std::string& name, const std::string& content, mode_t mode = 0600) const {
-    const std::string file = (path_ / name).string();
-    std::ofstream(file, std::ios::binary | std::ios::trunc) << content;
-    ::chmod(file.c_str(), mode);
-    return file;
-  }
-
-  std::string path() const { return path_.string(); }
-
- private:
-  std::filesystem::path path_;
-};
 
 // Environment variables as a map, so tests touch no real environment.
 class FakeSecretSource final : public SecretSource {

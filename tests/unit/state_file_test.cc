@@ -8,23 +8,12 @@
 
 #include <gtest/gtest.h>
 
+#include "scoped_temp_dir.h"
+
 namespace tokend {
 namespace {
 
 namespace fs = std::filesystem;
-
-class ScopedTempDir {
- public:
-  ScopedTempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "tokend-state-XXXXXX").string();
-    path_ = mkdtemp(tmpl.data());
-  }
-  ~ScopedTempDir() { fs::remove_all(path_); }
-  fs::path path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 PersistedToken Token(const std::string& tenant) {
   return {tenant, "tok-" + tenant, "Bearer", 1000, 3601000, "0123456789abcdef"};
@@ -37,7 +26,7 @@ void WriteFile(const fs::path& p, const std::string& text, mode_t mode = 0600) {
 
 TEST(StateFileTest, SaveThenLoadRoundTripsWithMode0600) {
   ScopedTempDir dir;
-  StateFile file((dir.path() / "state.json").string());
+  StateFile file(dir.File("state.json"));
   ASSERT_EQ(file.Save({Token("a"), Token("b")}), "");
   struct stat st;
   ASSERT_EQ(stat(file.path().c_str(), &st), 0);
@@ -55,14 +44,14 @@ TEST(StateFileTest, SaveThenLoadRoundTripsWithMode0600) {
 
 TEST(StateFileTest, MissingFileIsNoError) {
   ScopedTempDir dir;
-  StateLoadResult loaded = StateFile((dir.path() / "none.json").string()).Load();
+  StateLoadResult loaded = StateFile(dir.File("none.json")).Load();
   EXPECT_EQ(loaded.error, "");
   EXPECT_TRUE(loaded.tokens.empty());
 }
 
 TEST(StateFileTest, GroupReadableFileIsRefusedAndLeftAlone) {
   ScopedTempDir dir;
-  StateFile file((dir.path() / "state.json").string());
+  StateFile file(dir.File("state.json"));
   ASSERT_EQ(file.Save({Token("a")}), "");
   chmod(file.path().c_str(), 0640);
   StateLoadResult loaded = file.Load();
@@ -77,7 +66,7 @@ TEST(StateFileTest, CorruptTruncatedOrForeignFilesAreSetAside) {
                            std::string("{\"version\":1,\"tokens\":[{\"tenant\":\"a\"}]}"),
                            std::string("")}) {
     ScopedTempDir dir;
-    fs::path p = dir.path() / "state.json";
+    fs::path p = dir.File("state.json");
     WriteFile(p, text);
     StateLoadResult loaded = StateFile(p.string()).Load();
     EXPECT_NE(loaded.error, "") << text;
@@ -89,7 +78,7 @@ TEST(StateFileTest, CorruptTruncatedOrForeignFilesAreSetAside) {
 
 TEST(StateFileTest, SaveReplacesAtomically) {
   ScopedTempDir dir;
-  StateFile file((dir.path() / "state.json").string());
+  StateFile file(dir.File("state.json"));
   ASSERT_EQ(file.Save({Token("a")}), "");
   ASSERT_EQ(file.Save({Token("b")}), "");
   StateLoadResult loaded = file.Load();
