@@ -182,6 +182,10 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "fake-token-endpoint/1"
     timeout = 120  # an idle keep-alive connection is closed after this
+    # Headers and body go out in separate writes; with Nagle on, the body waits
+    # for the client's delayed ACK (40 ms on Linux loopback) and every answer
+    # comes late by that much.
+    disable_nagle_algorithm = True
 
     # --- plumbing -----------------------------------------------------------
 
