@@ -340,5 +340,25 @@ TEST(AppendJsonStringTest, EscapesWhatJsonRequires) {
   EXPECT_EQ(json::parse(out), raw);
 }
 
+TEST(AppendJsonStringTest, FindsAnEscapeAtAnyOffsetOfALongString) {
+  // Long strings are scanned eight bytes at a time; every offset and every
+  // kind of byte that needs an escape must still be found.
+  for (char special : {'"', '\\', '\n', '\x01', '\x1f', '\0'}) {
+    for (size_t at = 0; at < 41; ++at) {
+      std::string raw(41, 'a');
+      raw[at] = special;
+      if (40 - at / 2 != at) raw[40 - at / 2] = '\x7f';  // not escaped
+      std::string out;
+      AppendJsonString(out, raw);
+      ASSERT_EQ(json::parse(out), raw) << at;
+      ASSERT_EQ(out, json(raw).dump()) << at;
+    }
+  }
+  std::string utf8 = "t\xc3\xa9st-token-\xe2\x82\xac-0123456789";
+  std::string out;
+  AppendJsonString(out, utf8);
+  EXPECT_EQ(out, "\"" + utf8 + "\"");
+}
+
 }  // namespace
 }  // namespace tokend
