@@ -115,6 +115,9 @@ class Dispatcher {
 
  private:
   Outcome Get(const Request& request, std::string& out) const;
+  // `get` once its fields are read (from the document or by ReadPlainGet).
+  Outcome GetTenant(const std::string& tenant, int64_t wait_ms, std::string_view id_json,
+                    const Peer& peer, std::string& out) const;
   Outcome Status(const Request& request, std::string& out) const;
   Outcome Ping(const Request& request, std::string& out) const;
 
