@@ -6,6 +6,10 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "tokend/version.h"
 
 namespace tokend {
@@ -243,9 +247,22 @@ void AppendJsonString(std::string& out, std::string_view s) {
   out += '"';
   size_t run = 0;  // start of the pending run of bytes that need no escape
   for (size_t i = 0; i < s.size(); ++i) {
-    // Eight bytes at a time while none needs an escape (tokens are hundreds of
-    // bytes and never do): a byte below 0x20, '"' or '\\' sets its high bit in
-    // `hit` (the SWAR has-zero / has-less tests).
+    // Many bytes at a time while none needs an escape (tokens are hundreds of
+    // bytes and never do). SSE2 (every x86-64): sixteen bytes compared with '"',
+    // '\\' and, unsigned, with 0x1f.
+#if defined(__SSE2__)
+    while (i + 16 <= s.size()) {
+      __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s.data() + i));
+      __m128i special =
+          _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+                                    _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
+                       _mm_cmpeq_epi8(_mm_max_epu8(v, _mm_set1_epi8(0x1f)), _mm_set1_epi8(0x1f)));
+      if (_mm_movemask_epi8(special) != 0) break;
+      i += 16;
+    }
+#endif
+    // Elsewhere and for the rest, eight: a byte below 0x20, '"' or '\\' sets
+    // its high bit in `hit` (the SWAR has-zero / has-less tests).
     constexpr uint64_t kOnes = 0x0101010101010101ULL, kHighs = 0x8080808080808080ULL;
     while (i + 8 <= s.size()) {
       uint64_t v;
