@@ -237,7 +237,7 @@ MonoTime RefreshScheduler::RunDue() {
     }
     Schedule(t);
   }
-  StartWaiting();
+  StartWaiting(/*may_probe=*/true);
   return timers_.empty() ? MonoTime::max() : timers_.begin()->first;
 }
 
@@ -285,12 +285,12 @@ void RefreshScheduler::Enqueue(Tenant& t) {
   limit_.SetWaiting(static_cast<int>(waiting_.size()));
 }
 
-void RefreshScheduler::StartWaiting() {
+void RefreshScheduler::StartWaiting(bool may_probe) {
   while (!waiting_.empty()) {
     bool probe = false;
     if (!limit_.TryAcquire()) {
       // Full, and more wait: that is the load a probe for more needs.
-      if (!adaptive_ || limit_.in_flight() != limit_.effective() ||
+      if (!may_probe || !adaptive_ || limit_.in_flight() != limit_.effective() ||
           !adaptive_->MayProbe(clock_.Now())) {
         break;
       }
@@ -355,7 +355,11 @@ void RefreshScheduler::OnResult(const std::string& id, uint64_t generation, int 
       OnFailure(t, result, now);
     }
   }
-  StartWaiting();
+  // No probe from here: other answers of the same batch may not have been
+  // delivered yet, and their slots are already free at the endpoint, so a
+  // probe sent now could run at the limit and prove nothing. RunDue() probes
+  // once the batch is done.
+  StartWaiting(/*may_probe=*/false);
 }
 
 Millis RefreshScheduler::RefreshDelay(Millis lifetime) {

@@ -104,7 +104,9 @@ class RefreshScheduler {
   void Schedule(Tenant& t);
   void Unschedule(Tenant& t);
   void Enqueue(Tenant& t);
-  void StartWaiting();
+  // Starts waiting tenants within the limit; `may_probe`: and the adaptive
+  // limit's probe beyond it, if due.
+  void StartWaiting(bool may_probe);
   // `probe`: sent beyond the limit as the adaptive limit's probe.
   void StartAttempt(Tenant& t, bool probe);
   void OnResult(const std::string& id, uint64_t generation, int sent_concurrency, bool probe,
