@@ -20,17 +20,40 @@ std::optional<AdaptiveLimit::Change> AdaptiveLimit::SetMaximum(int maximum) {
   return change;
 }
 
+bool AdaptiveLimit::MayProbe(MonoTime now) const {
+  if (probing_ || limit_ >= maximum_) return false;
+  if (!found_) return true;
+  if (last_congestion_ && now - *last_congestion_ < kPlateau) return false;
+  return !last_probe_done_ || now - *last_probe_done_ >= kProbeInterval;
+}
+
+void AdaptiveLimit::OnProbeSent() { probing_ = true; }
+
 std::optional<AdaptiveLimit::Change> AdaptiveLimit::OnResult(const std::string& tenant,
                                                             const TokenResult& result,
-                                                            int sent_concurrency, MonoTime now) {
-  int from = limit_;
+                                                            int sent_concurrency, bool probe,
+                                                            MonoTime now) {
+  const int from = limit_;
+  // A probe's answer after a reload or CancelAll() (probing_ false) or after a
+  // cut below it (sent above limit+1) proves nothing about the limit now.
+  const bool current_probe = probe && probing_ && sent_concurrency == limit_ + 1;
+  if (probe && probing_) {
+    probing_ = false;
+    last_probe_done_ = now;
+  }
   if (IsCongestion(result)) {
     slowest_congestion_ = std::max(slowest_congestion_, result.latency);
+    if (current_probe) {
+      // limit+1 is too many; the limit itself stands.
+      found_ = true;
+      last_congestion_ = now;
+      return std::nullopt;
+    }
     if (sent_concurrency > limit_) {
       // Sent above a limit already cut: this episode was answered.
       return std::nullopt;
     }
-    Millis window = std::max(kConfirmWindow, 2 * slowest_congestion_);
+    const Millis window = std::max(kConfirmWindow, 2 * slowest_congestion_);
     if (!pending_ || pending_->tenant == tenant || now - pending_->at > window) {
       pending_ = Signal{tenant, sent_concurrency, now};
       return std::nullopt;
@@ -44,18 +67,9 @@ std::optional<AdaptiveLimit::Change> AdaptiveLimit::OnResult(const std::string& 
     if (limit_ == from) return std::nullopt;
     return Change{from, limit_, "congestion"};
   }
-  if (!result.ok() || sent_concurrency < limit_ || limit_ >= maximum_) return std::nullopt;
-
-  if (!found_) {
-    limit_ += 1;
-    return Change{from, limit_, "slow_start"};
-  }
-  if (last_congestion_ && now - *last_congestion_ < kPlateau) return std::nullopt;
-  Millis gap = std::max(kProbeInterval, 2 * slowest_congestion_);
-  if (last_increase_ && now - *last_increase_ < gap) return std::nullopt;
-  last_increase_ = now;
+  if (!result.ok() || !current_probe || limit_ >= maximum_) return std::nullopt;
   limit_ += 1;
-  return Change{from, limit_, "probe"};
+  return Change{from, limit_, found_ ? "probe" : "slow_start"};
 }
 
 }  // namespace tokend

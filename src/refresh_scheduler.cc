@@ -249,7 +249,7 @@ MonoTime RefreshScheduler::RunDue() {
     }
     Schedule(t);
   }
-  StartWaiting();
+  StartWaiting(/*may_probe=*/true);
   return timers_.empty() ? MonoTime::max() : timers_.begin()->first;
 }
 
@@ -282,6 +282,7 @@ void RefreshScheduler::Invalidate(const std::string& tenant, const std::string& 
 
 void RefreshScheduler::CancelAll() {
   client_.CancelAll();
+  if (adaptive_) adaptive_->OnCancelAll();
   for (auto& [id, t] : tenants_) {
     if (t->in_flight) {
       t->in_flight = false;
@@ -296,17 +297,28 @@ void RefreshScheduler::Enqueue(Tenant& t) {
   limit_.SetWaiting(static_cast<int>(waiting_.size()));
 }
 
-void RefreshScheduler::StartWaiting() {
-  while (!waiting_.empty() && limit_.TryAcquire()) {
+void RefreshScheduler::StartWaiting(bool may_probe) {
+  while (!waiting_.empty()) {
+    bool probe = false;
+    if (!limit_.TryAcquire()) {
+      // Full, and more wait: that is the load a probe for more needs.
+      if (!may_probe || !adaptive_ || limit_.in_flight() != limit_.effective() ||
+          !adaptive_->MayProbe(clock_.Now())) {
+        break;
+      }
+      limit_.AcquireProbe();
+      adaptive_->OnProbeSent();
+      probe = true;
+    }
     Tenant* t = waiting_.front();
     waiting_.pop_front();
     t->queued = false;
-    StartAttempt(*t);
+    StartAttempt(*t, probe);
   }
   limit_.SetWaiting(static_cast<int>(waiting_.size()));
 }
 
-void RefreshScheduler::StartAttempt(Tenant& t) {
+void RefreshScheduler::StartAttempt(Tenant& t, bool probe) {
   t.in_flight = true;
   t.next_attempt.reset();
   t.attempt += 1;
@@ -319,19 +331,24 @@ void RefreshScheduler::StartAttempt(Tenant& t) {
   request.tenant = t.config->id;
   request.tenant_config = t.config;
   if (options_.send_request_id) request.request_id = NewUuidV4(random_);
+  const int sent_concurrency = limit_.in_flight();
   log_.Debug("refresh_started", "token request sent",
-             {{"tenant", t.config->id}, {"attempt", t.attempt}, {"request_id", request.request_id}});
+             {{"tenant", t.config->id},
+              {"attempt", t.attempt},
+              {"request_id", request.request_id},
+              {"concurrency", sent_concurrency},
+              {"probe", probe}});
   client_.Start(std::move(request), [this, id = t.config->id, generation = t.generation,
-                                     sent_concurrency = limit_.in_flight()](TokenResult result) {
-    OnResult(id, generation, sent_concurrency, std::move(result));
+                                     sent_concurrency, probe](TokenResult result) {
+    OnResult(id, generation, sent_concurrency, probe, std::move(result));
   });
 }
 
 void RefreshScheduler::OnResult(const std::string& id, uint64_t generation, int sent_concurrency,
-                                TokenResult result) {
+                                bool probe, TokenResult result) {
   limit_.Release();
   if (adaptive_) {
-    ApplyLimitChange(adaptive_->OnResult(id, result, sent_concurrency, clock_.Now()));
+    ApplyLimitChange(adaptive_->OnResult(id, result, sent_concurrency, probe, clock_.Now()));
   }
   if (metrics_) metrics_->RecordAttempt(id, result.kind, result.latency);
   MonoTime now = clock_.Now();
@@ -350,7 +367,11 @@ void RefreshScheduler::OnResult(const std::string& id, uint64_t generation, int 
       OnFailure(t, result, now);
     }
   }
-  StartWaiting();
+  // No probe from here: other answers of the same batch may not have been
+  // delivered yet, and their slots are already free at the endpoint, so a
+  // probe sent now could run at the limit and prove nothing. RunDue() probes
+  // once the batch is done.
+  StartWaiting(/*may_probe=*/false);
 }
 
 Millis RefreshScheduler::RefreshDelay(Millis lifetime) {

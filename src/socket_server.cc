@@ -422,6 +422,10 @@ bool SocketServer::ReadSome(Connection& conn) {
       }
       conn.in.append(buf, static_cast<size_t>(n));
       total += static_cast<size_t>(n);
+      // A short read emptied the socket: another recv() would only say EAGAIN
+      // (one wasted syscall per request). Level-triggered epoll reports what
+      // arrives later, the peer's EOF included.
+      if (static_cast<size_t>(n) < sizeof buf) break;
       continue;
     }
     if (n == 0) {

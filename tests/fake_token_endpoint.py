@@ -7,7 +7,7 @@ Usage:
       [--port-file PATH] [--tls-cert CERT --tls-key KEY]
       [--lifetime SECONDS] [--capacity C] [--hold SECONDS]
       [--service-time SECONDS] [--client ID:SECRET ...] [--any-client]
-      [--fail-rate P --fail-status 504 --seed N]
+      [--fail-rate P --fail-status 504 --seed N] [--hang SECONDS]
       [--request-id-header X-Request-Id] [--quiet]
 
 Once listening it prints "listening <url>" on stdout and, with --port-file,
@@ -28,7 +28,8 @@ request that arrives while C others are in flight is held --hold seconds and
 then answered 504 with an HTML gateway page. Otherwise the answer comes after
 --service-time seconds. The highest concurrency seen is in the stats.
 
-Order of decisions for one token request: capacity (gateway) -> the client's
+Order of decisions for one token request: capacity (gateway) -> global hang
+(--hang S > 0: every token request hangs as {"hang":S} below) -> the client's
 script -> random failure (--fail-rate) -> normal behaviour.
 
 Scripts: per client_id, a list of actions consumed one per token request, then
@@ -53,7 +54,8 @@ Control API (same port, same scheme):
   POST /_control/script   {"client_id":X,"actions":[...],"always":{...}|null}
   POST /_control/clients  {"client_id":X,"secret":Y,"lifetime":S?}
   POST /_control/config   any of {"capacity":C,"hold":S,"service_time":S,
-                                  "lifetime":S,"fail_rate":P,"fail_status":N}
+                                  "lifetime":S,"fail_rate":P,"fail_status":N,
+                                  "hang":S}
   GET  /_control/stats    totals, status_counts, max_in_flight, per-client
                           requests/ok/request_ids/auth_methods/scopes/params/
                           tokens/times, and every issued token
@@ -118,6 +120,7 @@ class Endpoint:
             "lifetime": args.lifetime,
             "fail_rate": args.fail_rate,
             "fail_status": args.fail_status,
+            "hang": args.hang,
         }
         self.rng = random.Random(args.seed)
         self.clients = {}  # id -> {"secret": str, "lifetime": number|None}
@@ -182,6 +185,10 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "fake-token-endpoint/1"
     timeout = 120  # an idle keep-alive connection is closed after this
+    # Headers and body go out in separate writes; with Nagle on, the body waits
+    # for the client's delayed ACK (40 ms on Linux loopback) and every answer
+    # comes late by that much.
+    disable_nagle_algorithm = True
 
     # --- plumbing -----------------------------------------------------------
 
@@ -427,7 +434,9 @@ class Handler(BaseHTTPRequestHandler):
             config = dict(ep.config)
             over_capacity = config["capacity"] and ep.in_flight > config["capacity"]
             action = None
-            if not over_capacity:
+            if not over_capacity and config["hang"]:
+                action = {"hang": config["hang"]}
+            elif not over_capacity:
                 action = ep.next_scripted(client_id)
                 if action is None and config["fail_rate"] > 0:
                     if ep.rng.random() < config["fail_rate"]:
@@ -596,6 +605,8 @@ def parse_args(argv):
     p.add_argument("--fail-rate", type=float, default=0.0)
     p.add_argument("--fail-status", type=int, default=504)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--hang", type=float, default=0.0,
+                   help="every token request hangs this many seconds (0 = off)")
     p.add_argument("--request-id-header", default="X-Request-Id")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)

@@ -13,27 +13,32 @@ namespace tokend {
 //
 // Every attempt carries the concurrency it was sent at (requests in flight,
 // itself included). That makes congestion precise: a 504, 429 or timeout of a
-// request sent at concurrency k says the gateway holds fewer than k, so the
-// limit drops to k-1 at once, rather than by a guessed factor. One congestion
-// episode is one cut: the other casualties of an overshoot, all sent above the
-// new limit, are ignored; a capacity that shrank keeps failing at or below the
-// limit and steps it down further.
+// request sent at concurrency k <= limit says the gateway holds fewer than k,
+// so the limit drops to k-1 at once, rather than by a guessed factor. One
+// congestion episode is one cut: the other casualties of an overshoot, all sent
+// above the new limit, are ignored; a capacity that shrank keeps failing at or
+// below the limit and steps it down further.
 //
-// A signal is only taken as the gateway's when a second tenant confirms it: a
-// congestion answer cuts the limit only if another tenant also had one within
-// kConfirmWindow (or twice the slowest congestion answer, if longer). One
-// tenant whose own backend times out or answers 504 over and over says nothing
-// about the gateway, and must not squeeze every other tenant down to one slot.
+// Growth needs proof, and the proof is one request: when the limit is full and
+// more are waiting, a single probe may go out at concurrency limit+1. Only its
+// success raises the limit (by one); while it is out, ordinary requests keep
+// the total, the probe included, at the limit, so a probe the gateway holds
+// (a gateway counts a held request against its capacity until it answers 504)
+// costs that one 504 and nothing else. Without load there is no probe, so the
+// limit never drifts up.
+//  - Slow start (no capacity found yet): the next probe as soon as the last one
+//    succeeded: +1 per round trip.
 //
-// Growth needs proof, so the limit never drifts up without load: only a success
-// of a request sent *at* the limit raises it.
-//  - Slow start (no capacity found yet): +1 per such success, doubling per
-//    round trip.
-//  - After congestion, a CUBIC-like plateau: the limit stays at the last good
-//    value for `plateau` (it does not re-probe a capacity it has just found),
-//    then probes one step at a time, each step at least `probe_interval` and
-//    twice the slowest congestion answer seen apart, so a probe's verdict
-//    (a 504 can arrive after a long gateway hold) is in before the next.
+// A congestion answer to an ordinary request (not the probe) is only taken as
+// the gateway's when a second tenant confirms it: it cuts the limit only if
+// another tenant also had one within kConfirmWindow (or twice the slowest
+// congestion answer, if longer). One tenant whose own backend times out or
+// answers 504 over and over says nothing about the gateway, and must not
+// squeeze every other tenant down to one slot.
+//
+//  - After congestion (a failed probe included), a CUBIC-like plateau: no probe
+//    for `kPlateau` (it does not re-probe a capacity it has just found), then
+//    one probe at most every `kProbeInterval`.
 //
 // Not thread-safe: called from the refresh thread only.
 class AdaptiveLimit {
@@ -51,15 +56,27 @@ class AdaptiveLimit {
     std::string reason;  // "slow_start", "probe", "congestion", "configured"
   };
 
-  // Feeds one attempt's outcome. Returns the change of the limit, if any.
+  // True when one request may be sent now beyond limit() as the probe: no
+  // probe is out, the limit is below the maximum, and the plateau and probe
+  // interval have passed. The caller sends it only when limit() requests are
+  // in flight and more wait.
+  bool MayProbe(MonoTime now) const;
+  // The probe was sent (at concurrency limit()+1).
+  void OnProbeSent();
+  // Every attempt in flight was aborted (stop): the probe, if any, is gone.
+  void OnCancelAll() { probing_ = false; }
+
+  // Feeds one attempt of `tenant`; `probe` says whether it was sent as the
+  // probe. Returns the change of the limit, if any.
   std::optional<Change> OnResult(const std::string& tenant, const TokenResult& result,
-                                 int sent_concurrency, MonoTime now);
+                                 int sent_concurrency, bool probe, MonoTime now);
 
   // A new configured maximum (reload).
   std::optional<Change> SetMaximum(int maximum);
 
   int limit() const { return limit_; }
   bool slow_start() const { return !found_; }
+  bool probing() const { return probing_; }
 
   // True for the answers that mean "the gateway is full": 504, 429, timeouts.
   static bool IsCongestion(const TokenResult& result);
@@ -67,9 +84,10 @@ class AdaptiveLimit {
  private:
   int maximum_;
   int limit_;
-  bool found_ = false;  // a capacity was found (slow start is over)
+  bool found_ = false;    // a capacity was found (slow start is over)
+  bool probing_ = false;  // the probe is in flight
   std::optional<MonoTime> last_congestion_;
-  std::optional<MonoTime> last_increase_;
+  std::optional<MonoTime> last_probe_done_;
   Millis slowest_congestion_{0};
 
   // The latest unconfirmed congestion signal.

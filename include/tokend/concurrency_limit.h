@@ -18,6 +18,9 @@ class ConcurrencyLimit {
 
   // Takes a slot if fewer than `effective` are taken.
   bool TryAcquire();
+  // Takes one slot beyond `effective` for the adaptive limit's probe, so
+  // in_flight may exceed effective by one.
+  void AcquireProbe() { in_flight_.fetch_add(1, std::memory_order_relaxed); }
   void Release();
 
   // A new configured maximum (reload); the effective limit is clamped into

@@ -179,6 +179,11 @@ class Dispatcher {
   // Answers like `get` now or parks the request (op `op`) for up to wait_ms.
   Outcome AnswerOrPark(const Request& request, const std::string& tenant, int op,
                        std::shared_ptr<const Token> superseded, std::string& out) const;
+  // Same, once the fields are read (from the document, or by the fast path for
+  // a plain `get`).
+  Outcome AnswerOrPark(const std::string& tenant, int64_t wait_ms, std::string_view id_json,
+                       const Peer& peer, int op, std::shared_ptr<const Token> superseded,
+                       std::string& out) const;
 
   // Appends `get`'s ok answer when a token is servable now (and is not
   // `superseded`, unless `final`), or an error when the tenant is unknown or (if

@@ -38,7 +38,8 @@ struct SchedulerOptions {
 //   permanent ones wait backoff.permanent_error_retry.
 // - At most one attempt per tenant is in flight; due tenants queue FIFO for a
 //   slot of the global limit.
-// - With refresh.adaptive, an AdaptiveLimit moves the effective limit.
+// - With refresh.adaptive, an AdaptiveLimit moves the effective limit; while
+//   the limit is full and tenants wait, it may let one probe go beyond it.
 // - A token is published to the TokenStore while servable and withdrawn when it
 //   comes within refresh.expiry_margin of its expiry.
 //
@@ -103,9 +104,12 @@ class RefreshScheduler {
   void Schedule(Tenant& t);
   void Unschedule(Tenant& t);
   void Enqueue(Tenant& t);
-  void StartWaiting();
-  void StartAttempt(Tenant& t);
-  void OnResult(const std::string& id, uint64_t generation, int sent_concurrency,
+  // Starts waiting tenants within the limit; `may_probe`: and the adaptive
+  // limit's probe beyond it, if due.
+  void StartWaiting(bool may_probe);
+  // `probe`: sent beyond the limit as the adaptive limit's probe.
+  void StartAttempt(Tenant& t, bool probe);
+  void OnResult(const std::string& id, uint64_t generation, int sent_concurrency, bool probe,
                 TokenResult result);
   void ApplyLimitChange(const std::optional<AdaptiveLimit::Change>& change);
   void OnSuccess(Tenant& t, TokenResult& result, MonoTime now);

@@ -40,6 +40,7 @@ class FakeEndpoint:
 
     def __init__(self, *, clients=None, any_client=False, lifetime=None, capacity=None,
                  hold=None, service_time=None, fail_rate=None, fail_status=None, seed=None,
+                 hang=None,
                  request_id_header=None, tls=None, host="127.0.0.1", quiet=True,
                  extra_args=(), python=None, start_timeout=10.0):
         self.host = host
@@ -56,7 +57,8 @@ class FakeEndpoint:
         for flag, value in (("--lifetime", lifetime), ("--capacity", capacity),
                             ("--hold", hold), ("--service-time", service_time),
                             ("--fail-rate", fail_rate), ("--fail-status", fail_status),
-                            ("--seed", seed), ("--request-id-header", request_id_header)):
+                            ("--seed", seed), ("--request-id-header", request_id_header),
+                            ("--hang", hang)):
             if value is not None:
                 args += [flag, str(value)]
         if tls:
@@ -145,7 +147,7 @@ class FakeEndpoint:
         return self._call("POST", "/_control/clients", body)
 
     def configure(self, **kw):
-        """Any of capacity, hold, service_time, lifetime, fail_rate, fail_status."""
+        """Any of capacity, hold, service_time, lifetime, fail_rate, fail_status, hang."""
         return self._call("POST", "/_control/config", kw)
 
     def stats(self):

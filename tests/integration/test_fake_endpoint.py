@@ -113,6 +113,21 @@ def test_hang_is_released_when_the_client_leaves(ep):
     assert time.monotonic() - started < 2
 
 
+def test_global_hang_holds_every_client_until_it_leaves():
+    with FakeEndpoint(any_client=True, hang=30) as endpoint:
+        for client in ("a", "b"):
+            with pytest.raises((socket.timeout, TimeoutError, urllib.error.URLError)):
+                endpoint.token(client, "s", timeout=0.2)
+        deadline = time.monotonic() + 1.5
+        while endpoint.stats()["in_flight"] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        stats = endpoint.stats()
+        assert stats["status_counts"] == {"hang": 2}
+        assert stats["in_flight"] == 0
+        endpoint.configure(hang=0)
+        assert endpoint.token("a", "s")[0] == 200
+
+
 def test_over_capacity_requests_get_504_and_max_in_flight_is_tracked():
     with FakeEndpoint(any_client=True, capacity=2, hold=0.1, service_time=0.4) as endpoint:
         results = []

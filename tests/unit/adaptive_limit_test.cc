@@ -20,48 +20,107 @@ TokenResult Gateway504(Millis latency = Millis(500)) {
   return r;
 }
 
-TEST(AdaptiveLimitTest, SlowStartGrowsOnlyWithSuccessesAtTheLimit) {
+// Sends the probe and feeds its answer; returns the change.
+std::optional<AdaptiveLimit::Change> Probe(AdaptiveLimit& limit, const TokenResult& result,
+                                           MonoTime now) {
+  EXPECT_TRUE(limit.MayProbe(now));
+  limit.OnProbeSent();
+  EXPECT_FALSE(limit.MayProbe(now));  // one probe at a time
+  return limit.OnResult("probe", result, limit.limit() + 1, /*probe=*/true, now);
+}
+
+TEST(AdaptiveLimitTest, SlowStartGrowsOnlyWithSuccessfulProbes) {
   AdaptiveLimit limit(32);
   MonoTime now{};
   EXPECT_EQ(limit.limit(), 2);
-  EXPECT_FALSE(limit.OnResult("x", Ok(), 1, now));  // below the limit: no proof
+  // Ordinary successes, even at the limit, prove nothing beyond it.
+  EXPECT_FALSE(limit.OnResult("x", Ok(), 1, false, now));
+  EXPECT_FALSE(limit.OnResult("x", Ok(), 2, false, now));
   EXPECT_EQ(limit.limit(), 2);
-  auto change = limit.OnResult("x", Ok(), 2, now);
+  auto change = Probe(limit, Ok(), now);
   ASSERT_TRUE(change);
   EXPECT_EQ(change->from, 2);
   EXPECT_EQ(change->to, 3);
   EXPECT_EQ(change->reason, "slow_start");
-  for (int k = 3; k < 40; ++k) limit.OnResult("x", Ok(), k, now);
-  EXPECT_EQ(limit.limit(), 32);  // never above the maximum
+  // In slow start the next probe may follow at once.
+  for (int i = 0; i < 28; ++i) ASSERT_TRUE(Probe(limit, Ok(), now)) << i;
+  EXPECT_EQ(limit.limit(), 31);
+  ASSERT_TRUE(Probe(limit, Ok(), now));
+  EXPECT_EQ(limit.limit(), 32);
+  EXPECT_FALSE(limit.MayProbe(now));  // never above the maximum
+}
+
+TEST(AdaptiveLimitTest, StaleProbeAnswersProveNothing) {
+  AdaptiveLimit limit(32);
+  MonoTime now{};
+  // A probe answer nobody sent (e.g. from before a reload) changes nothing.
+  EXPECT_FALSE(limit.OnResult("x", Ok(), 3, /*probe=*/true, now));
+  EXPECT_EQ(limit.limit(), 2);
+  // After CancelAll() the probe is gone and another may go.
+  limit.OnProbeSent();
+  EXPECT_FALSE(limit.MayProbe(now));
+  limit.OnCancelAll();
+  EXPECT_TRUE(limit.MayProbe(now));
+}
+
+TEST(AdaptiveLimitTest, FailedProbeKeepsTheLimitAndEndsSlowStart) {
+  AdaptiveLimit limit(32);
+  MonoTime now{};
+  while (limit.limit() < 8) Probe(limit, Ok(), now);
+  EXPECT_TRUE(limit.slow_start());
+  // The gateway holds the probe sent at 9 and answers 504: 8 stands.
+  EXPECT_FALSE(Probe(limit, Gateway504(), now));
+  EXPECT_EQ(limit.limit(), 8);
+  EXPECT_FALSE(limit.slow_start());
+  EXPECT_FALSE(limit.MayProbe(now + Millis(1)));  // plateau
 }
 
 TEST(AdaptiveLimitTest, CongestionCutsToTheLastGoodConcurrencyOncePerEpisode) {
   AdaptiveLimit limit(32);
   MonoTime now{};
-  for (int k = 2; k < 12; ++k) limit.OnResult("x", Ok(), k, now);
+  while (limit.limit() < 12) Probe(limit, Ok(), now);
   ASSERT_EQ(limit.limit(), 12);
-  EXPECT_FALSE(limit.OnResult("y", Gateway504(), 10, now));  // one tenant alone: unconfirmed
-  auto change = limit.OnResult("x", Gateway504(), 9, now);
+  // Ordinary requests sent at 10 and at 9 failed, for two tenants: the gateway
+  // shrank below 9. One tenant alone would not be believed.
+  EXPECT_FALSE(limit.OnResult("y", Gateway504(), 10, false, now));
+  auto change = limit.OnResult("x", Gateway504(), 9, false, now);
   ASSERT_TRUE(change);
   EXPECT_EQ(change->to, 8);
   EXPECT_EQ(change->reason, "congestion");
   // The rest of the overshoot was sent above 8: no further cut.
-  for (int k = 9; k <= 12; ++k) EXPECT_FALSE(limit.OnResult("x", Gateway504(), k, now));
+  for (int k = 9; k <= 12; ++k) EXPECT_FALSE(limit.OnResult("z", Gateway504(), k, false, now));
   EXPECT_EQ(limit.limit(), 8);
   EXPECT_FALSE(limit.slow_start());
+  // A capacity that keeps shrinking keeps failing at the limit: further cuts.
+  EXPECT_FALSE(limit.OnResult("y", Gateway504(), 8, false, now));
+  ASSERT_TRUE(limit.OnResult("x", Gateway504(), 8, false, now));
+  EXPECT_EQ(limit.limit(), 7);
+}
+
+TEST(AdaptiveLimitTest, ProbeAnsweredAfterACutProvesNothing) {
+  AdaptiveLimit limit(32);
+  MonoTime now{};
+  while (limit.limit() < 10) Probe(limit, Ok(), now);
+  ASSERT_TRUE(limit.MayProbe(now));
+  limit.OnProbeSent();  // at 11
+  EXPECT_FALSE(limit.OnResult("y", Gateway504(), 6, false, now));
+  ASSERT_TRUE(limit.OnResult("x", Gateway504(), 6, false, now));
+  EXPECT_EQ(limit.limit(), 5);
+  EXPECT_FALSE(limit.OnResult("p", Ok(), 11, /*probe=*/true, now));
+  EXPECT_EQ(limit.limit(), 5);
+  EXPECT_FALSE(limit.probing());
 }
 
 TEST(AdaptiveLimitTest, OneTenantsOwnFailuresNeverCutTheLimit) {
   AdaptiveLimit limit(8);
   MonoTime now{};
-  for (int k = 2; k < 8; ++k) limit.OnResult("x", Ok(), k, now);
+  while (limit.limit() < 8) Probe(limit, Ok(), now);
   ASSERT_EQ(limit.limit(), 8);
   TokenResult timeout;
   timeout.kind = AttemptKind::kTimeout;
   for (int i = 0; i < 20; ++i) {
     now += Millis(15000);
-    EXPECT_FALSE(limit.OnResult("hanging", timeout, 1 + i % 8, now));
-    EXPECT_FALSE(limit.OnResult("broken", Gateway504(Millis(10)), 1, now + Millis(6000)));
+    EXPECT_FALSE(limit.OnResult("hanging", timeout, 1 + i % 8, false, now));
   }
   EXPECT_EQ(limit.limit(), 8);
 }
@@ -69,24 +128,31 @@ TEST(AdaptiveLimitTest, OneTenantsOwnFailuresNeverCutTheLimit) {
 TEST(AdaptiveLimitTest, PlateauThenOneProbeAtATime) {
   AdaptiveLimit limit(32);
   MonoTime now{};
-  for (int k = 2; k < 10; ++k) limit.OnResult("x", Ok(), k, now);
-  limit.OnResult("y", Gateway504(Millis(1500)), 9, now);
-  limit.OnResult("x", Gateway504(Millis(1500)), 9, now);
+  while (limit.limit() < 8) Probe(limit, Ok(), now);
+  EXPECT_FALSE(Probe(limit, Gateway504(Millis(1500)), now));
   ASSERT_EQ(limit.limit(), 8);
-  // Successes at the limit during the plateau do not raise it.
+  // No probe during the plateau, however busy.
   for (int i = 0; i < 1000; ++i) {
     now += Millis(25);
-    ASSERT_FALSE(limit.OnResult("x", Ok(), 8, now)) << i;
+    ASSERT_FALSE(limit.MayProbe(now)) << i;
+    ASSERT_FALSE(limit.OnResult("x", Ok(), 8, false, now)) << i;
   }
   now = MonoTime{} + AdaptiveLimit::kPlateau;
-  auto probe = limit.OnResult("x", Ok(), 8, now);
+  auto probe = Probe(limit, Ok(), now);
   ASSERT_TRUE(probe);
   EXPECT_EQ(probe->reason, "probe");
   EXPECT_EQ(limit.limit(), 9);
-  // The next step waits for twice the slowest 504 seen (3 s > probe interval).
-  EXPECT_FALSE(limit.OnResult("x", Ok(), 9, now + Millis(2999)));
-  EXPECT_TRUE(limit.OnResult("x", Ok(), 9, now + Millis(3000)));
+  // The next probe waits for the probe interval.
+  EXPECT_FALSE(limit.MayProbe(now + AdaptiveLimit::kProbeInterval - Millis(1)));
+  now += AdaptiveLimit::kProbeInterval;
+  EXPECT_TRUE(Probe(limit, Ok(), now));
   EXPECT_EQ(limit.limit(), 10);
+  // A failed probe starts another plateau.
+  now += AdaptiveLimit::kProbeInterval;
+  EXPECT_FALSE(Probe(limit, Gateway504(), now));
+  EXPECT_EQ(limit.limit(), 10);
+  EXPECT_FALSE(limit.MayProbe(now + AdaptiveLimit::kPlateau - Millis(1)));
+  EXPECT_TRUE(limit.MayProbe(now + AdaptiveLimit::kPlateau));
 }
 
 TEST(AdaptiveLimitTest, NeverBelowOneAndTimeoutsAnd429sCount) {
@@ -94,17 +160,18 @@ TEST(AdaptiveLimitTest, NeverBelowOneAndTimeoutsAnd429sCount) {
   MonoTime now{};
   TokenResult timeout;
   timeout.kind = AttemptKind::kTimeout;
-  limit.OnResult("y", timeout, 1, now);
-  limit.OnResult("x", timeout, 1, now);
+  limit.OnResult("y", timeout, 1, false, now);
+  limit.OnResult("x", timeout, 1, false, now);
   EXPECT_EQ(limit.limit(), 1);
-  limit.OnResult("y", timeout, 1, now);
-  limit.OnResult("x", timeout, 1, now);
+  limit.OnResult("y", timeout, 1, false, now);
+  limit.OnResult("x", timeout, 1, false, now);
   EXPECT_EQ(limit.limit(), 1);
   AdaptiveLimit other(4);
-  other.OnResult("x", Ok(), 2, now);
+  Probe(other, Ok(), now);
+  ASSERT_EQ(other.limit(), 3);
   TokenResult busy = HttpFailure(429, AttemptKind::kHttp429);
-  EXPECT_FALSE(other.OnResult("y", busy, 3, now));
-  ASSERT_TRUE(other.OnResult("x", busy, 3, now));
+  EXPECT_FALSE(other.OnResult("y", busy, 3, false, now));
+  ASSERT_TRUE(other.OnResult("x", busy, 3, false, now));
   EXPECT_EQ(other.limit(), 2);
   EXPECT_FALSE(AdaptiveLimit::IsCongestion(HttpFailure(503, AttemptKind::kHttp5xx)));
 }
@@ -217,8 +284,11 @@ TEST(AdaptiveLimitTest, StormAgainstSimulatedGatewayFindsCapacity) {
   double ideal_ms = 1000 * 50.0 / 8;
   EXPECT_LE(adaptive.elapsed.count(), ideal_ms * 1.2);
   EXPECT_LE(adaptive.rejected, adaptive.requests / 100);  // 504s <= 1%
+  // Finding the capacity costs the one probe the gateway held: while it was
+  // out, the others kept the total at the limit.
+  EXPECT_EQ(adaptive.rejected, 1);
   EXPECT_EQ(adaptive.final_limit, 8);
-  EXPECT_LE(adaptive.max_in_flight, 32);
+  EXPECT_LE(adaptive.max_in_flight, 8 + 1);
   // Without adaptation the same storm keeps overloading the gateway.
   EXPECT_GT(fixed.rejected, adaptive.rejected * 10);
   RecordProperty("adaptive_ms", static_cast<int>(adaptive.elapsed.count()));
@@ -230,7 +300,15 @@ TEST(AdaptiveLimitTest, StormAgainstSimulatedGatewayFindsCapacity) {
 TEST(AdaptiveLimitTest, TracksASmallerGateway) {
   StormResult r = RunStorm(200, 3, true, 32);
   EXPECT_EQ(r.final_limit, 3);
-  EXPECT_LE(r.rejected, 6);
+  EXPECT_EQ(r.rejected, 1);
+  EXPECT_LE(r.max_in_flight, 3 + 1);
+}
+
+TEST(AdaptiveLimitTest, NoProbeWithoutTenantsWaiting) {
+  // Two tenants fill the starting limit of 2 and nobody waits: no proof, no growth.
+  StormResult r = RunStorm(2, 8, true, 32);
+  EXPECT_EQ(r.requests, 2);
+  EXPECT_EQ(r.final_limit, 2);
 }
 
 }  // namespace

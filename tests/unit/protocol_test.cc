@@ -629,12 +629,88 @@ TEST_F(ProtocolTest, MetricsCarriesTheText) {
             (json{{"id", "m"}, {"ok", true}, {"text", control_.metrics}}));
 }
 
+
+// Plain `get` lines are read without a JSON document; their answers (bytes,
+// outcome, pending state) must be exactly those of the general path, which the
+// same request takes when its op is spelled with an escape ("g\u0065t").
+TEST_F(ProtocolTest, PlainGetIsAnsweredExactlyAsTheGeneralPath) {
+  PublishToken("org-a", Millis(3600 * 1000), std::string(600, 'x'));
+  const std::vector<std::string> lines = {
+      R"({"op":"get","tenant":"org-a"})",
+      R"({"tenant":"org-a","op":"get"})",
+      R"( { "op" : "get" , "tenant" : "org-a" , "id" : "r-1" } )",
+      "{\t\"op\":\"get\",\r\"tenant\":\"org-a\",\"id\":7}",
+      R"({"op":"get","tenant":"org-a","id":-42,"wait_ms":0})",
+      R"({"op":"get","tenant":"org-a","id":0,"wait_ms":30000})",
+      R"({"op":"get","tenant":"org-a","id":123456789012345})",
+      R"({"op":"get","tenant":"org-b"})",            // pending: unavailable
+      R"({"op":"get","tenant":"org-b","wait_ms":5})",  // pending: waits
+      R"({"op":"get","tenant":"org-z","id":"x"})",   // unknown tenant
+      R"({"op":"get","tenant":""})",
+      R"({"op":"get","tenant":"org-a","id":""})",
+      // Not plain (the general path decides): duplicates, other keys, other
+      // number forms, escapes, out-of-range or wrongly typed fields.
+      R"({"op":"get","tenant":"org-b","tenant":"org-a"})",
+      R"({"op":"get","tenant":"org-a","extra":1})",
+      R"({"op":"get","tenant":"org-a","id":-0})",
+      R"({"op":"get","tenant":"org-a","id":1.0})",
+      R"({"op":"get","tenant":"org-a","id":01})",
+      R"({"op":"get","tenant":"org-a","id":1e3})",
+      R"({"op":"get","tenant":"org-a","wait_ms":30001})",
+      R"({"op":"get","tenant":"org-a","wait_ms":-1})",
+      R"({"op":"get","tenant":"org-a","wait_ms":"5"})",
+      R"({"op":"get","tenant":"org\u002da"})",
+      R"({"op":"get","tenant":"org-a"} x)",
+      R"({"op":"get","tenant":"org-a",})",
+      R"({"op":"get","tenant":7})",
+      R"({"op":"get"})",
+  };
+  for (const std::string& line : lines) {
+    std::string general = line;
+    size_t at = general.find("\"get\"");
+    ASSERT_NE(at, std::string::npos) << line;
+    general.replace(at, 5, R"("g\u0065t")");
+    std::string fast_out, general_out;
+    Outcome fast = dispatcher_.Handle(line, Peer{1000, 1000, 42}, fast_out);
+    Outcome slow = dispatcher_.Handle(general, Peer{1000, 1000, 42}, general_out);
+    EXPECT_EQ(fast_out, general_out) << line;
+    EXPECT_EQ(fast.op, slow.op) << line;
+    EXPECT_EQ(fast.error, slow.error) << line;
+    ASSERT_EQ(fast.pending.has_value(), slow.pending.has_value()) << line;
+    if (fast.pending) {
+      EXPECT_EQ(fast.pending->tenant, slow.pending->tenant) << line;
+      EXPECT_EQ(fast.pending->id_json, slow.pending->id_json) << line;
+      EXPECT_EQ(fast.pending->deadline, slow.pending->deadline) << line;
+    }
+  }
+}
+
 TEST(AppendJsonStringTest, EscapesWhatJsonRequires) {
   std::string out;
   const std::string raw("q\"b\\n\n\t\x1f\x7f\0", 10);  // ends with a NUL
   AppendJsonString(out, raw);
   EXPECT_EQ(out, "\"q\\\"b\\\\n\\n\\t\\u001f\x7f\\u0000\"");
   EXPECT_EQ(json::parse(out), raw);
+}
+
+TEST(AppendJsonStringTest, FindsAnEscapeAtAnyOffsetOfALongString) {
+  // Long strings are scanned eight bytes at a time; every offset and every
+  // kind of byte that needs an escape must still be found.
+  for (char special : {'"', '\\', '\n', '\x01', '\x1f', '\0'}) {
+    for (size_t at = 0; at < 41; ++at) {
+      std::string raw(41, 'a');
+      raw[at] = special;
+      if (40 - at / 2 != at) raw[40 - at / 2] = '\x7f';  // not escaped
+      std::string out;
+      AppendJsonString(out, raw);
+      ASSERT_EQ(json::parse(out), raw) << at;
+      ASSERT_EQ(out, json(raw).dump()) << at;
+    }
+  }
+  std::string utf8 = "t\xc3\xa9st-token-\xe2\x82\xac-0123456789";
+  std::string out;
+  AppendJsonString(out, utf8);
+  EXPECT_EQ(out, "\"" + utf8 + "\"");
 }
 
 }  // namespace
