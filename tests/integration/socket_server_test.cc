@@ -474,10 +474,18 @@ TEST_F(SocketServerTest, SocketIsNeverWiderThanItsModeEvenWithUmaskZero) {
   ASSERT_GE(inotify_add_watch(inotify, dir_.path().c_str(), IN_CREATE), 0);
   std::atomic<unsigned> seen_mode{0};
   std::thread observer([&] {
-    char buf[4096];
+    // The server binds under a temporary name and renames it into place: stat
+    // whatever file was created, by the name in the event (or, if it was
+    // renamed already, the final path).
+    alignas(inotify_event) char buf[4096];
     if (read(inotify, buf, sizeof buf) > 0) {
+      const auto* event = reinterpret_cast<const inotify_event*>(buf);
       struct stat st {};
-      if (lstat(options_.path.c_str(), &st) == 0) seen_mode = st.st_mode & 07777;
+      std::string created = dir_.path() + "/" + (event->len > 0 ? event->name : "");
+      if ((event->len > 0 && lstat(created.c_str(), &st) == 0) ||
+          lstat(options_.path.c_str(), &st) == 0) {
+        seen_mode = st.st_mode & 07777;
+      }
     }
   });
   StartServer();
