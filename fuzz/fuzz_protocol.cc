@@ -6,11 +6,14 @@
 // error answer carries a known code; a token appears only in an ok answer for a
 // tenant that holds one; a pending `get` resolves once its deadline passes.
 
+#include <unistd.h>
+
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -47,6 +50,9 @@ class FakeControl final : public tokend::RefreshControl {
   void RequestRefresh(const std::string&) override {}
   void Invalidate(const std::string&, const std::string&) override {}
   tokend::ReloadOutcome Reload() override { return {true, 3, {}}; }
+  std::optional<tokend::ReloadOutcome> LastReload() const override {
+    return tokend::ReloadOutcome{false, 3, {"tokend.yaml:1:1: fuzz"}, 1800000000};
+  }
   std::string MetricsText() override { return "tokend_build_info{version=\"fuzz\"} 1\n"; }
 };
 
@@ -118,7 +124,9 @@ void CheckAnswer(std::string_view line) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static World* world = new World();
   world->clock.Set(world->start);
-  const tokend::Peer peer{1000, 1000, 42};
+  // tokend's own uid is always a client and an admin, so every op is reached
+  // (a stranger would only ever be answered `forbidden`).
+  static const tokend::Peer peer{::getuid(), ::getgid(), 42};
   std::string_view in(reinterpret_cast<const char*>(data), size);
   while (!in.empty()) {
     size_t nl = in.find('\n');
