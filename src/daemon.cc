@@ -18,6 +18,7 @@
 #include <string>
 
 #include "tokend/access_policy.h"
+#include "tokend/atomic_file.h"
 #include "tokend/clock.h"
 #include "tokend/config.h"
 #include "tokend/event_log.h"
@@ -147,26 +148,6 @@ const char* SignalName(int sig) {
   return "signal";
 }
 
-// Writes `text` to `path` atomically (temporary file, then rename), so a reader
-// such as node_exporter never sees half a file. Returns "" or the error.
-std::string WriteFileAtomically(const std::string& path, const std::string& text) {
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) return "cannot create " + tmp + ": " + std::strerror(errno);
-    out << text;
-    out.flush();
-    if (!out) return "cannot write " + tmp + ": " + std::strerror(errno);
-  }
-  ::chmod(tmp.c_str(), 0644);
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::string error = "cannot rename " + tmp + ": " + std::strerror(errno);
-    std::remove(tmp.c_str());
-    return error;
-  }
-  return "";
-}
-
 // The running daemon: owns the store, the refresh engine and the socket server,
 // answers what the socket side asks (RefreshControl), and runs the main thread's
 // loop of signals, sd_notify and the metrics textfile.
@@ -266,7 +247,7 @@ void Daemon::WriteMetricsFile() {
     path = config_.metrics.textfile;
   }
   if (path.empty()) return;
-  std::string error = WriteFileAtomically(path, MetricsText());
+  std::string error = WriteFileAtomically(path, MetricsText(), 0644);
   if (!error.empty()) {
     log_.Warn("metrics_write_failed", "cannot write the metrics textfile",
               {{"file", path}, {"error", error}});

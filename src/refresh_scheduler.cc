@@ -533,7 +533,6 @@ void RefreshScheduler::Publish(const Tenant& t) {
   view.last_success_unix = t.last_success_unix;
   view.last_error = t.last_error;
   if (!t.in_flight) view.next_refresh = t.next_attempt;
-  view.clients = t.config->clients;
   store_.Publish(std::move(view));
 }
 

@@ -46,7 +46,6 @@ struct TenantView {
   std::optional<int64_t> last_success_unix;
   std::optional<LastError> last_error;
   std::optional<MonoTime> next_refresh;  // next attempt, if scheduled
-  std::vector<std::string> clients;      // per-tenant access entries
 };
 
 // The state shared between the refresh side (one writer) and the socket side
