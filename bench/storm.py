@@ -46,7 +46,9 @@ def run_tokend(args, adaptive):
             "adaptive": adaptive,
             "startup_spread": "0s",
         }
-        d = Tokend(work, ep, ids, overrides=benchlib.daemon_config(refresh))
+        config = benchlib.daemon_config(refresh)
+        config["logging"]["level"] = args.log_level
+        d = Tokend(work, ep, ids, overrides=config)
         log = LogTail(d.log_path)
         d.start()
         try:
@@ -174,6 +176,8 @@ def main():
     p.add_argument("--stagger", type=float, default=0.5)
     p.add_argument("--timeout", type=float, default=300, help="seconds per mode")
     p.add_argument("--timeline", action="store_true", help="print arrivals per 0.5 s")
+    p.add_argument("--log-level", default="info",
+                   help="tokend's log level (debug logs every request with its concurrency)")
     p.add_argument("--json", action="store_true", help="print one JSON object per mode too")
     args = p.parse_args()
 

@@ -27,19 +27,32 @@ bool AdaptiveLimit::MayProbe(MonoTime now) const {
   return !last_probe_done_ || now - *last_probe_done_ >= kProbeInterval;
 }
 
-void AdaptiveLimit::OnProbeSent() { probing_ = true; }
+void AdaptiveLimit::OnProbeSent(MonoTime now) {
+  probing_ = true;
+  probe_sent_ = now;
+  first_departure_.reset();
+}
 
 std::optional<AdaptiveLimit::Change> AdaptiveLimit::OnResult(const std::string& tenant,
                                                             const TokenResult& result,
-                                                            int sent_concurrency, bool probe,
+                                                            const Attempt& attempt,
                                                             MonoTime now) {
   const int from = limit_;
+  int sent_concurrency = attempt.concurrency;
+  if (probing_ && !attempt.probe && attempt.sent <= probe_sent_ && !first_departure_) {
+    first_departure_ = now;
+  }
   // A probe's answer after a reload or CancelAll() (probing_ false) or after a
   // cut below it (sent above limit+1) proves nothing about the limit now.
-  const bool current_probe = probe && probing_ && sent_concurrency == limit_ + 1;
-  if (probe && probing_) {
+  const bool current_probe = attempt.probe && probing_ && sent_concurrency == limit_ + 1;
+  bool inconclusive = false;
+  if (attempt.probe && probing_) {
     probing_ = false;
-    last_probe_done_ = now;
+    const Millis window = std::max(
+        kMinProofWindow, std::chrono::duration_cast<Millis>(now - attempt.sent) / kProofFraction);
+    inconclusive = first_departure_ && *first_departure_ - probe_sent_ < window;
+    // An inconclusive probe is not a probe done: the next may go at once.
+    if (!inconclusive || IsCongestion(result)) last_probe_done_ = now;
   }
   if (IsCongestion(result)) {
     slowest_congestion_ = std::max(slowest_congestion_, result.latency);
@@ -67,7 +80,7 @@ std::optional<AdaptiveLimit::Change> AdaptiveLimit::OnResult(const std::string& 
     if (limit_ == from) return std::nullopt;
     return Change{from, limit_, "congestion"};
   }
-  if (!result.ok() || !current_probe || limit_ >= maximum_) return std::nullopt;
+  if (!result.ok() || !current_probe || inconclusive || limit_ >= maximum_) return std::nullopt;
   limit_ += 1;
   return Change{from, limit_, found_ ? "probe" : "slow_start"};
 }

@@ -307,7 +307,7 @@ void RefreshScheduler::StartWaiting(bool may_probe) {
         break;
       }
       limit_.AcquireProbe();
-      adaptive_->OnProbeSent();
+      adaptive_->OnProbeSent(clock_.Now());
       probe = true;
     }
     Tenant* t = waiting_.front();
@@ -331,25 +331,23 @@ void RefreshScheduler::StartAttempt(Tenant& t, bool probe) {
   request.tenant = t.config->id;
   request.tenant_config = t.config;
   if (options_.send_request_id) request.request_id = NewUuidV4(random_);
-  const int sent_concurrency = limit_.in_flight();
+  const AdaptiveLimit::Attempt sent{limit_.in_flight(), probe, t.sent};
   log_.Debug("refresh_started", "token request sent",
              {{"tenant", t.config->id},
               {"attempt", t.attempt},
               {"request_id", request.request_id},
-              {"concurrency", sent_concurrency},
+              {"concurrency", sent.concurrency},
               {"probe", probe}});
   client_.Start(std::move(request), [this, id = t.config->id, generation = t.generation,
-                                     sent_concurrency, probe](TokenResult result) {
-    OnResult(id, generation, sent_concurrency, probe, std::move(result));
+                                     sent](TokenResult result) {
+    OnResult(id, generation, sent, std::move(result));
   });
 }
 
-void RefreshScheduler::OnResult(const std::string& id, uint64_t generation, int sent_concurrency,
-                                bool probe, TokenResult result) {
+void RefreshScheduler::OnResult(const std::string& id, uint64_t generation,
+                                const AdaptiveLimit::Attempt& attempt, TokenResult result) {
   limit_.Release();
-  if (adaptive_) {
-    ApplyLimitChange(adaptive_->OnResult(id, result, sent_concurrency, probe, clock_.Now()));
-  }
+  if (adaptive_) ApplyLimitChange(adaptive_->OnResult(id, result, attempt, clock_.Now()));
   if (metrics_) metrics_->RecordAttempt(id, result.kind, result.latency);
   MonoTime now = clock_.Now();
   auto it = tenants_.find(id);

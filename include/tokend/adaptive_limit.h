@@ -29,6 +29,16 @@ namespace tokend {
 //  - Slow start (no capacity found yet): the next probe as soon as the last one
 //    succeeded: +1 per round trip.
 //
+// A successful probe proves limit+1 only if the gateway really held the others
+// while it served the probe. A request sent before the probe and answered just
+// after it was sent may already have left the gateway when the probe arrived
+// (the probe is counted late, the answer is read late), so the probe ran at the
+// limit, not above it. Such a probe is inconclusive: the limit stays and the
+// next probe may go at once. "Just after" is within a quarter of the probe's
+// own latency (kProofFraction), at least kMinProofWindow. One false proof
+// costs a limit's worth of 504s: at limit+1 every request sent during the
+// gateway's hold finds it full.
+//
 // A congestion answer to an ordinary request (not the probe) is only taken as
 // the gateway's when a second tenant confirms it: it cuts the limit only if
 // another tenant also had one within kConfirmWindow (or twice the slowest
@@ -46,6 +56,8 @@ class AdaptiveLimit {
   static constexpr Millis kPlateau{30000};
   static constexpr Millis kProbeInterval{2000};
   static constexpr Millis kConfirmWindow{5000};
+  static constexpr int kProofFraction = 4;
+  static constexpr Millis kMinProofWindow{2};
 
   // Starts in slow start at min(2, maximum).
   explicit AdaptiveLimit(int maximum);
@@ -61,15 +73,22 @@ class AdaptiveLimit {
   // interval have passed. The caller sends it only when limit() requests are
   // in flight and more wait.
   bool MayProbe(MonoTime now) const;
-  // The probe was sent (at concurrency limit()+1).
-  void OnProbeSent();
+  // The probe was sent (at concurrency limit()+1) at `now`.
+  void OnProbeSent(MonoTime now);
   // Every attempt in flight was aborted (stop): the probe, if any, is gone.
   void OnCancelAll() { probing_ = false; }
 
-  // Feeds one attempt of `tenant`; `probe` says whether it was sent as the
-  // probe. Returns the change of the limit, if any.
+  // How one attempt was sent.
+  struct Attempt {
+    int concurrency = 0;  // requests in flight when it was sent, itself included
+    bool probe = false;   // sent as the probe
+    MonoTime sent{};
+  };
+
+  // Feeds the answer to one attempt of `tenant`. Returns the change of the
+  // limit, if any.
   std::optional<Change> OnResult(const std::string& tenant, const TokenResult& result,
-                                 int sent_concurrency, bool probe, MonoTime now);
+                                 const Attempt& attempt, MonoTime now);
 
   // A new configured maximum (reload).
   std::optional<Change> SetMaximum(int maximum);
@@ -86,6 +105,9 @@ class AdaptiveLimit {
   int limit_;
   bool found_ = false;    // a capacity was found (slow start is over)
   bool probing_ = false;  // the probe is in flight
+  MonoTime probe_sent_{};
+  // The first answer, after the probe was sent, to a request sent before it.
+  std::optional<MonoTime> first_departure_;
   std::optional<MonoTime> last_congestion_;
   std::optional<MonoTime> last_probe_done_;
   Millis slowest_congestion_{0};

@@ -109,7 +109,7 @@ class RefreshScheduler {
   void StartWaiting(bool may_probe);
   // `probe`: sent beyond the limit as the adaptive limit's probe.
   void StartAttempt(Tenant& t, bool probe);
-  void OnResult(const std::string& id, uint64_t generation, int sent_concurrency, bool probe,
+  void OnResult(const std::string& id, uint64_t generation, const AdaptiveLimit::Attempt& attempt,
                 TokenResult result);
   void ApplyLimitChange(const std::optional<AdaptiveLimit::Change>& change);
   void OnSuccess(Tenant& t, TokenResult& result, MonoTime now);
