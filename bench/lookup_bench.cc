@@ -4,9 +4,12 @@
 //
 //   tokend_lookup_bench --socket PATH [--protocol tokend|redis] [--key KEY]
 //                       [--clients 1,16,64] [--seconds 5] [--warmup 1]
+//                       [--pause-us 0]
 //
 // tokend: {"op":"get","tenant":KEY} and one answer line (it must be ok).
 // redis:  GET KEY in RESP and one bulk string answer (it must not be null).
+// --pause-us N: each client sleeps N microseconds after each answer (a paced
+// load instead of back to back, to see what the server costs between requests).
 //
 // One output line per K:
 //   PROTOCOL K REQUESTS_PER_S P50_US P99_US P999_US ANSWER_BYTES TOTAL_REQUESTS
@@ -41,6 +44,7 @@ struct Options {
   std::vector<int> clients = {1, 16, 64};
   double seconds = 5.0;
   double warmup = 1.0;
+  int pause_us = 0;
 };
 
 [[noreturn]] void Die(const std::string& message) {
@@ -173,6 +177,9 @@ Result Run(const Options& options, int clients) {
         auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start);
         ++calls;
         if (p == 2) mine.push_back(static_cast<uint32_t>(std::min<int64_t>(ns.count(), UINT32_MAX)));
+        if (options.pause_us > 0) {
+          std::this_thread::sleep_for(std::chrono::microseconds(options.pause_us));
+        }
       }
       answer_bytes[static_cast<size_t>(i)] = conn.last().size();
       total.fetch_add(calls);
@@ -242,9 +249,12 @@ int main(int argc, char** argv) {
       options.seconds = std::atof(value().c_str());
     } else if (arg == "--warmup") {
       options.warmup = std::atof(value().c_str());
+    } else if (arg == "--pause-us") {
+      options.pause_us = std::atoi(value().c_str());
+      if (options.pause_us < 0) Die("--pause-us wants a number >= 0");
     } else {
       Die("usage: tokend_lookup_bench --socket PATH [--protocol tokend|redis] [--key KEY] "
-          "[--clients 1,16,64] [--seconds 5] [--warmup 1]");
+          "[--clients 1,16,64] [--seconds 5] [--warmup 1] [--pause-us 0]");
     }
   }
   if (options.socket_path.empty()) Die("--socket is required");

@@ -7,7 +7,8 @@
 #   cmake --build build-rel -j2
 #   bench/run_lookup.sh [SECONDS_PER_RUN]        (BUILD=build-rel, CLIENTS="1 16 64")
 #
-# SERVERS="tokend" runs tokend only; TOKEND_WRAP="valgrind --tool=callgrind
+# PAUSE_US=N makes each client pause N microseconds after each answer (a paced
+# load: compare the servers' cpu_us/req between requests). SERVERS="tokend" runs tokend only; TOKEND_WRAP="valgrind --tool=callgrind
 # --callgrind-out-file=/tmp/cg.out" runs tokend under a profiler.
 #
 # Needs redis-server (Debian: apt-get install redis-server) and /usr/bin/python3
@@ -21,6 +22,7 @@ CLIENTS=${CLIENTS:-"1 16 64"}
 SERVERS=${SERVERS:-"tokend redis"}
 TOKEND_WRAP=${TOKEND_WRAP:-}
 ROUNDS=${ROUNDS:-5}
+PAUSE_US=${PAUSE_US:-0}
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
 TOKEND=$BUILD/tokend
@@ -104,7 +106,7 @@ done
 head -c "$VALUE_BYTES" /dev/zero | tr '\0' 'x' | redis-cli -s "$TMP/redis.sock" -x set t0 >/dev/null
 
 # --- runs: per K, ROUNDS rounds alternating the servers; medians of the rounds --
-echo "# lookup: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')); per K and server: median of $ROUNDS runs of ${SECONDS_PER_RUN}s (after 1s warm-up each), servers alternating"
+echo "# lookup: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')); per K and server: median of $ROUNDS runs of ${SECONDS_PER_RUN}s (after 1s warm-up each), servers alternating, pause ${PAUSE_US} us"
 echo "# $(redis-server --version | cut -d' ' -f1-3)"
 cpu_ticks() { awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$1/stat"; }
 median() { sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
@@ -117,7 +119,7 @@ for k in $CLIENTS; do
       else sock=$TMP/redis.sock pid=$REDIS_PID; fi
       before=$(cpu_ticks "$pid")
       line=$("$LOADGEN" --socket "$sock" --protocol "$server" \
-        --key t0 --clients "$k" --seconds "$SECONDS_PER_RUN" --warmup 1)
+        --key t0 --clients "$k" --seconds "$SECONDS_PER_RUN" --warmup 1 --pause-us "$PAUSE_US")
       after=$(cpu_ticks "$pid")
       # server CPU time (user + system, all threads) per request, in microseconds
       cpu=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="${line##* }" \

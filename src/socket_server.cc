@@ -31,13 +31,15 @@ constexpr size_t kReadChunk = 16 * 1024;
 // the others.
 constexpr size_t kMaxReadPerEvent = 256 * 1024;
 constexpr int kMaxEvents = 64;
-// After a request that came within kSpin of the loop going idle, the loop
-// polls for up to kSpin before it sleeps: a client asking back to back (a
-// closed loop) finds it awake, which saves the sleep and the wakeup, about half
-// of a round trip on a Unix socket. Sparse traffic never spins (its gaps are
-// longer), so an idle daemon costs nothing and a busy one at most kSpin per
-// request.
+// When nearly every request comes within kSpin of the loop going idle (a
+// client asking back to back), the loop polls for up to kSpin before it
+// sleeps: the client finds it awake, which saves the sleep and the wakeup,
+// about half of a round trip on a Unix socket. kSpinShare is how many of the
+// recent idle gaps (a moving average over about 8) must have been that short;
+// random or sparse traffic has longer gaps and never spins, so an idle daemon
+// costs nothing and a spin is rarely in vain.
 constexpr std::chrono::microseconds kSpin{50};
+constexpr double kSpinShare = 0.8;
 constexpr Millis kAcceptPause(100);  // after EMFILE/ENFILE
 
 constexpr int kNumResults = 1 + kNumErrorCodes;  // ok, then each ErrorCode
@@ -312,18 +314,19 @@ void SocketServer::Count(const Outcome& outcome) {
 
 void SocketServer::Run() {
   epoll_event events[kMaxEvents];
-  bool spin = false;
+  double short_gaps = 0;  // moving average: 1 for a gap under kSpin, 0 otherwise
   while (!stop_.load()) {
     // Real time, not clock_: the spin is about this CPU, not about timers.
     const auto idle_from = MonoClock::now();
     int n = 0;
-    if (spin) {
+    if (short_gaps >= kSpinShare) {
       do {
         n = epoll_wait(epoll_fd_, events, kMaxEvents, 0);
       } while (n == 0 && MonoClock::now() - idle_from < kSpin);
     }
     if (n == 0) n = epoll_wait(epoll_fd_, events, kMaxEvents, NextTimeoutMs());
-    spin = n > 0 && MonoClock::now() - idle_from < kSpin;
+    const bool short_gap = n > 0 && MonoClock::now() - idle_from < kSpin;
+    short_gaps += ((short_gap ? 1.0 : 0.0) - short_gaps) / 8;
     if (n < 0) {
       if (errno == EINTR) continue;
       log_.Error("socket_failed", "epoll_wait failed; the socket stops serving",
