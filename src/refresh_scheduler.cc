@@ -306,8 +306,8 @@ void RefreshScheduler::StartWaiting(bool may_probe) {
           !adaptive_->MayProbe(clock_.Now())) {
         break;
       }
+      adaptive_->OnProbeSent(clock_.Now(), limit_.in_flight());
       limit_.AcquireProbe();
-      adaptive_->OnProbeSent(clock_.Now());
       probe = true;
     }
     Tenant* t = waiting_.front();

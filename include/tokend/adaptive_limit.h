@@ -29,15 +29,20 @@ namespace tokend {
 //  - Slow start (no capacity found yet): the next probe as soon as the last one
 //    succeeded: +1 per round trip.
 //
-// A successful probe proves limit+1 only if the gateway really held the others
-// while it served the probe. A request sent before the probe and answered just
-// after it was sent may already have left the gateway when the probe arrived
-// (the probe is counted late, the answer is read late), so the probe ran at the
-// limit, not above it. Such a probe is inconclusive: the limit stays and the
-// next probe may go at once. "Just after" is within a quarter of the probe's
-// own latency (kProofFraction), at least kMinProofWindow. One false proof
-// costs a limit's worth of 504s: at limit+1 every request sent during the
-// gateway's hold finds it full.
+// A successful probe proves limit+1 only if the gateway really held its
+// cohort (the `limit` requests in flight when it was sent) while it served the
+// probe, and the proof waits until the whole cohort has been answered:
+//  - A cohort member turned away (504, 429, timeout) means the gateway counted
+//    the probe first and that member was the one too many: the probe failed,
+//    whatever its own answer, and that answer cuts nothing.
+//  - A member answered just after the probe was sent may already have left
+//    the gateway when the probe arrived (the probe is counted late, the answer
+//    read late), so the probe ran at the limit, not above it. Such a probe is
+//    inconclusive: the limit stays and the next probe may go at once. "Just
+//    after" is within a quarter of the probe's own latency (kProofFraction),
+//    at least kMinProofWindow.
+// One false proof costs a limit's worth of 504s: at limit+1 every request sent
+// during the gateway's hold finds it full.
 //
 // A congestion answer to an ordinary request (not the probe) is only taken as
 // the gateway's when a second tenant confirms it: it cuts the limit only if
@@ -73,8 +78,9 @@ class AdaptiveLimit {
   // interval have passed. The caller sends it only when limit() requests are
   // in flight and more wait.
   bool MayProbe(MonoTime now) const;
-  // The probe was sent (at concurrency limit()+1) at `now`.
-  void OnProbeSent(MonoTime now);
+  // The probe was sent (at concurrency limit()+1) at `now`, alongside
+  // `cohort` requests in flight (limit(), unless the limit was just raised).
+  void OnProbeSent(MonoTime now, int cohort);
   // Every attempt in flight was aborted (stop): the probe, if any, is gone.
   void OnCancelAll() { probing_ = false; }
 
@@ -104,9 +110,16 @@ class AdaptiveLimit {
   int maximum_;
   int limit_;
   bool found_ = false;    // a capacity was found (slow start is over)
-  bool probing_ = false;  // the probe is in flight
+  void ProbeFailed(MonoTime now);
+  std::optional<Change> ProbeVerdict(MonoTime now);
+
+  bool probing_ = false;  // the probe is in flight, or its verdict waits on its cohort
   MonoTime probe_sent_{};
-  // The first answer, after the probe was sent, to a request sent before it.
+  int probe_limit_ = 0;  // the limit the probe tested (limit+1 of it)
+  int cohort_left_ = 0;  // members of the probe's cohort not yet answered
+  std::optional<MonoTime> probe_answered_;  // its own (successful) answer
+  Millis proof_window_{0};
+  // The first answer, after the probe was sent, to a member of its cohort.
   std::optional<MonoTime> first_departure_;
   std::optional<MonoTime> last_congestion_;
   std::optional<MonoTime> last_probe_done_;
