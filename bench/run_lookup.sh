@@ -41,7 +41,8 @@ command -v redis-server >/dev/null || { echo "redis-server not found" >&2; exit 
 TMP=$(mktemp -d /tmp/lookup-bench.XXXXXX)
 PIDS=()
 cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  # pkill -P: a TOKEND_WRAP wrapper (perf stat) would leave tokend running.
+  for pid in "${PIDS[@]}"; do pkill -P "$pid" 2>/dev/null || true; kill "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
   rm -rf "$TMP"
 }
