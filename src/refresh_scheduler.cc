@@ -240,6 +240,7 @@ void RefreshScheduler::Unschedule(Tenant& t) {
 
 MonoTime RefreshScheduler::RunDue() {
   MonoTime now = clock_.Now();
+  if (adaptive_) ApplyLimitChange(adaptive_->OnTimer(now));
   while (!timers_.empty() && timers_.begin()->first <= now) {
     Tenant& t = *timers_.begin()->second;
     Unschedule(t);
@@ -250,7 +251,9 @@ MonoTime RefreshScheduler::RunDue() {
     Schedule(t);
   }
   StartWaiting(/*may_probe=*/true);
-  return timers_.empty() ? MonoTime::max() : timers_.begin()->first;
+  MonoTime next = timers_.empty() ? MonoTime::max() : timers_.begin()->first;
+  if (adaptive_) next = std::min(next, adaptive_->VerdictDue().value_or(MonoTime::max()));
+  return next;
 }
 
 bool RefreshScheduler::RefreshNow(const std::string& tenant) {
@@ -306,7 +309,7 @@ void RefreshScheduler::StartWaiting(bool may_probe) {
           !adaptive_->MayProbe(clock_.Now())) {
         break;
       }
-      adaptive_->OnProbeSent(clock_.Now(), limit_.in_flight());
+      adaptive_->OnProbeSent(clock_.Now());
       limit_.AcquireProbe();
       probe = true;
     }
@@ -332,6 +335,7 @@ void RefreshScheduler::StartAttempt(Tenant& t, bool probe) {
   request.tenant_config = t.config;
   if (options_.send_request_id) request.request_id = NewUuidV4(random_);
   const AdaptiveLimit::Attempt sent{limit_.in_flight(), probe, t.sent};
+  if (adaptive_) adaptive_->OnSent(t.sent);
   log_.Debug("refresh_started", "token request sent",
              {{"tenant", t.config->id},
               {"attempt", t.attempt},

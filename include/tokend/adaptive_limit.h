@@ -1,6 +1,7 @@
 #pragma once
 
 #include <optional>
+#include <set>
 #include <string>
 
 #include "tokend/clock.h"
@@ -29,20 +30,24 @@ namespace tokend {
 //  - Slow start (no capacity found yet): the next probe as soon as the last one
 //    succeeded: +1 per round trip.
 //
-// A successful probe proves limit+1 only if the gateway really held its
-// cohort (the `limit` requests in flight when it was sent) while it served the
-// probe, and the proof waits until the whole cohort has been answered:
-//  - A cohort member turned away (504, 429, timeout) means the gateway counted
-//    the probe first and that member was the one too many: the probe failed,
+// A successful probe proves limit+1 only if the gateway really held the
+// probe's cohort while it served the probe. The cohort is the requests in
+// flight when the probe was sent, less those already out for more than twice
+// the typical latency (a tenant whose own endpoint hangs is not at the
+// gateway). The verdict waits until the whole cohort is answered, or one more
+// probe latency after the probe's own answer (kVerdictGrace), whichever first:
+//  - A member turned away (504, 429, timeout) means the gateway counted the
+//    probe first and that member was the one too many: the probe failed,
 //    whatever its own answer, and that answer cuts nothing.
-//  - A member answered just after the probe was sent may already have left
-//    the gateway when the probe arrived (the probe is counted late, the answer
-//    read late), so the probe ran at the limit, not above it. Such a probe is
-//    inconclusive: the limit stays and the next probe may go at once. "Just
-//    after" is within a quarter of the probe's own latency (kProofFraction),
-//    at least kMinProofWindow.
-// One false proof costs a limit's worth of 504s: at limit+1 every request sent
-// during the gateway's hold finds it full.
+//  - A member still out at the deadline (held by the gateway, or slow on its
+//    own: nobody can tell yet) leaves the probe inconclusive.
+//  - So does a member answered just after the probe was sent, within a quarter
+//    of the probe's own latency (kProofFraction, at least kMinProofWindow): it
+//    may already have left the gateway when the probe arrived (the probe is
+//    counted late, the answer read late), so the probe ran at the limit.
+// An inconclusive probe leaves the limit as it is, and the next may go at
+// once. One false proof costs a limit's worth of 504s: at limit+1 every request
+// sent during the gateway's hold finds it full.
 //
 // A congestion answer to an ordinary request (not the probe) is only taken as
 // the gateway's when a second tenant confirms it: it cuts the limit only if
@@ -63,6 +68,8 @@ class AdaptiveLimit {
   static constexpr Millis kConfirmWindow{5000};
   static constexpr int kProofFraction = 4;
   static constexpr Millis kMinProofWindow{2};
+  static constexpr int kCohortAge = 2;      // times the typical latency
+  static constexpr int kVerdictGrace = 1;   // times the probe's latency
 
   // Starts in slow start at min(2, maximum).
   explicit AdaptiveLimit(int maximum);
@@ -74,15 +81,17 @@ class AdaptiveLimit {
   };
 
   // True when one request may be sent now beyond limit() as the probe: no
-  // probe is out, the limit is below the maximum, and the plateau and probe
-  // interval have passed. The caller sends it only when limit() requests are
-  // in flight and more wait.
+  // probe is out or awaiting its verdict, the limit is below the maximum, and
+  // the plateau and probe interval have passed. The caller sends it only when
+  // limit() requests are in flight and more wait.
   bool MayProbe(MonoTime now) const;
-  // The probe was sent (at concurrency limit()+1) at `now`, alongside
-  // `cohort` requests in flight (limit(), unless the limit was just raised).
-  void OnProbeSent(MonoTime now, int cohort);
-  // Every attempt in flight was aborted (stop): the probe, if any, is gone.
-  void OnCancelAll() { probing_ = false; }
+  // Every attempt as it is sent, the probe included.
+  void OnSent(MonoTime sent);
+  // The probe goes out now, at concurrency limit()+1 (called before its
+  // OnSent).
+  void OnProbeSent(MonoTime now);
+  // Every attempt in flight was aborted (stop).
+  void OnCancelAll();
 
   // How one attempt was sent.
   struct Attempt {
@@ -95,32 +104,42 @@ class AdaptiveLimit {
   // limit, if any.
   std::optional<Change> OnResult(const std::string& tenant, const TokenResult& result,
                                  const Attempt& attempt, MonoTime now);
+  // When the probe's verdict falls due without a further answer (see above);
+  // OnTimer() at or after that time gives it.
+  std::optional<MonoTime> VerdictDue() const;
+  std::optional<Change> OnTimer(MonoTime now);
 
   // A new configured maximum (reload).
   std::optional<Change> SetMaximum(int maximum);
 
   int limit() const { return limit_; }
   bool slow_start() const { return !found_; }
-  bool probing() const { return probing_; }
+  bool probing() const { return probe_.has_value(); }
 
   // True for the answers that mean "the gateway is full": 504, 429, timeouts.
   static bool IsCongestion(const TokenResult& result);
 
  private:
+  struct Probe {
+    MonoTime sent;
+    int limit = 0;          // the limit it tests limit+1 of
+    MonoTime cohort_from;   // members were sent in [cohort_from, sent]
+    int cohort_left = 0;    // members not yet answered
+    std::optional<MonoTime> first_departure;  // the first member's answer
+    std::optional<MonoTime> answered;         // its own successful answer
+    MonoTime due;           // the verdict's deadline, once answered
+    Millis proof_window{0};
+  };
+
+  void ProbeFailed(MonoTime now);
+  std::optional<Change> Verdict(MonoTime now);
+
   int maximum_;
   int limit_;
-  bool found_ = false;    // a capacity was found (slow start is over)
-  void ProbeFailed(MonoTime now);
-  std::optional<Change> ProbeVerdict(MonoTime now);
-
-  bool probing_ = false;  // the probe is in flight, or its verdict waits on its cohort
-  MonoTime probe_sent_{};
-  int probe_limit_ = 0;  // the limit the probe tested (limit+1 of it)
-  int cohort_left_ = 0;  // members of the probe's cohort not yet answered
-  std::optional<MonoTime> probe_answered_;  // its own (successful) answer
-  Millis proof_window_{0};
-  // The first answer, after the probe was sent, to a member of its cohort.
-  std::optional<MonoTime> first_departure_;
+  bool found_ = false;  // a capacity was found (slow start is over)
+  std::multiset<MonoTime> in_flight_;  // send times of the attempts out
+  Millis typical_{0};   // moving average of successful latencies
+  std::optional<Probe> probe_;  // out, or awaiting its verdict
   std::optional<MonoTime> last_congestion_;
   std::optional<MonoTime> last_probe_done_;
   Millis slowest_congestion_{0};

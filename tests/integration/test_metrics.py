@@ -31,9 +31,14 @@ def test_textfile_counts_attempts_as_the_endpoint_answered(tmp_path, endpoint, t
     daemon.wait_all("fresh", ["a", "c"], timeout=10)
     daemon.wait_all("failed", ["b"], timeout=10)
 
+    # A textfile written before the last of these was true is stale: a and c
+    # become fresh in either order, and b's failure may be counted last.
     def settled():
         samples = parse(prom.read_text()) if prom.exists() else {}
-        return samples if value(samples, "tokend_token_valid", tenant="a") == 1 else None
+        done = (value(samples, "tokend_token_valid", tenant="a") == 1
+                and value(samples, "tokend_token_valid", tenant="c") == 1
+                and value(samples, "tokend_refresh_attempts_total", tenant="b", outcome="http_4xx"))
+        return samples if done else None
     samples = wait_until(settled, what="metrics textfile")
 
     assert value(samples, "tokend_refresh_attempts_total", tenant="a", outcome="http_5xx") == 2
