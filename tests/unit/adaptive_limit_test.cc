@@ -70,6 +70,15 @@ void SendCohort(AdaptiveLimit& limit, int n, MonoTime at) {
   for (int i = 0; i < n; ++i) limit.OnSent(at);
 }
 
+// Slow start up to 8, then the probe at 9 with a cohort of 8, all sent at `at`.
+void ProbeNineAlongsideEight(AdaptiveLimit& limit, MonoTime at) {
+  while (limit.limit() < 8) Probe(limit, Ok(), at);
+  SendCohort(limit, 8, at);
+  EXPECT_TRUE(limit.MayProbe(at));
+  limit.OnProbeSent(at);
+  limit.OnSent(at);
+}
+
 TEST(AdaptiveLimitTest, AProbeSentAsAnotherRequestLeftProvesNothing) {
   MonoTime t0{};
   AdaptiveLimit limit(32);  // limit 2
@@ -109,13 +118,10 @@ TEST(AdaptiveLimitTest, AProbeSentAsAnotherRequestLeftProvesNothing) {
 TEST(AdaptiveLimitTest, ACohortMemberTurnedAwayFailsTheProbe) {
   // Limit 8; the probe at 9 goes with a cohort of 8. The gateway (capacity 8)
   // counts the probe before one of the cohort and holds that one: the probe is
-  // answered 200, the cohort member 504 half a second later.
+  // answered 200, the cohort member 504 soon after (within the grace).
   MonoTime now{};
   AdaptiveLimit limit(32);
-  while (limit.limit() < 8) Probe(limit, Ok(), now);
-  SendCohort(limit, 8, now);
-  limit.OnProbeSent(now);
-  limit.OnSent(now);
+  ProbeNineAlongsideEight(limit, now);
   for (int i = 0; i < 7; ++i) {
     EXPECT_FALSE(limit.OnResult("c" + std::to_string(i), Ok(), {8, false, now}, now + Millis(50)));
   }
@@ -139,10 +145,7 @@ TEST(AdaptiveLimitTest, ACohortMemberStillOutAfterTheGraceLeavesTheProbeInconclu
   // inconclusive, neither growth nor failure.
   MonoTime now{};
   AdaptiveLimit limit(32);
-  while (limit.limit() < 8) Probe(limit, Ok(), now);
-  SendCohort(limit, 8, now);
-  limit.OnProbeSent(now);
-  limit.OnSent(now);
+  ProbeNineAlongsideEight(limit, now);
   for (int i = 0; i < 7; ++i) limit.OnResult("c", Ok(), {8, false, now}, now + Millis(50));
   EXPECT_FALSE(limit.OnResult("p", Ok(), {9, true, now}, now + Millis(50)));
   ASSERT_TRUE(limit.VerdictDue());
