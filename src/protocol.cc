@@ -34,16 +34,21 @@ void AppendForeignString(std::string& out, std::string_view s) {
   out += json(s).dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-// `{"id":ID,"ok":false,"error":CODE,"message":TEXT` — the caller may add fields
-// and closes the object.
-void AppendErrorHead(std::string& out, std::string_view id_json, ErrorCode code,
-                     std::string_view message) {
+// `{` and, when the request had one, `"id":ID,`: every answer starts so.
+void OpenAnswer(std::string& out, std::string_view id_json) {
   out += '{';
   if (!id_json.empty()) {
     out += "\"id\":";
     out += id_json;
     out += ',';
   }
+}
+
+// `{"id":ID,"ok":false,"error":CODE,"message":TEXT` — the caller may add fields
+// and closes the object.
+void AppendErrorHead(std::string& out, std::string_view id_json, ErrorCode code,
+                     std::string_view message) {
+  OpenAnswer(out, id_json);
   out += "\"ok\":false,\"error\":\"";
   out += ToString(code);
   out += "\",\"message\":";
@@ -532,12 +537,7 @@ bool Dispatcher::AnswerGet(const std::string& tenant, std::string_view id_json, 
   if (token && superseded != nullptr && token.get() == superseded && !final) return false;
   if (token) {
     out.reserve(out.size() + token->access_token.size() + tenant.size() + id_json.size() + 128);
-    out += '{';
-    if (!id_json.empty()) {
-      out += "\"id\":";
-      out += id_json;
-      out += ',';
-    }
+    OpenAnswer(out, id_json);
     out += "\"ok\":true,\"tenant\":";
     AppendJsonString(out, tenant);
     out += ",\"access_token\":";
@@ -693,12 +693,7 @@ Outcome Dispatcher::Watch(const Request& request, std::string& out) const {
       watch.tenants.push_back(tenant);
     }
   }
-  out += '{';
-  if (!request.id_json.empty()) {
-    out += "\"id\":";
-    out += request.id_json;
-    out += ',';
-  }
+  OpenAnswer(out, request.id_json);
   out += "\"ok\":true,\"watching\":[";
   for (size_t i = 0; i < watch.tenants.size(); ++i) {
     if (i > 0) out += ',';
@@ -730,12 +725,7 @@ Outcome Dispatcher::Reload(const Request& request, std::string& out) const {
 }
 
 Outcome Dispatcher::Metrics(const Request& request, std::string& out) const {
-  out += '{';
-  if (!request.id_json.empty()) {
-    out += "\"id\":";
-    out += request.id_json;
-    out += ',';
-  }
+  OpenAnswer(out, request.id_json);
   out += "\"ok\":true,\"text\":";
   AppendForeignString(out, control_.MetricsText());
   out += '}';
@@ -801,12 +791,7 @@ Outcome Dispatcher::Status(const Request& request, std::string& out) const {
 }
 
 Outcome Dispatcher::Ping(const Request& request, std::string& out) const {
-  out += '{';
-  if (!request.id_json.empty()) {
-    out += "\"id\":";
-    out += request.id_json;
-    out += ',';
-  }
+  OpenAnswer(out, request.id_json);
   out += "\"ok\":true,\"version\":";
   AppendJsonString(out, kVersion);
   out += '}';
